@@ -1,0 +1,1 @@
+//! SwiftPass gateway.

@@ -1,0 +1,2 @@
+//! Topup: account center and recharge backend.
+pub mod gateway;
