@@ -1,0 +1,70 @@
+//! PostgreSQL: the connection pool, the embedded migrations, diesel's schema, and the private
+//! cluster that makes a zero-configuration run possible.
+
+pub mod embedded;
+pub mod schema;
+mod text_enum;
+
+use std::time::Duration;
+
+use diesel::ConnectionError;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// The migrations in `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// A pool of async PostgreSQL connections.
+pub type Pool = deadpool::Pool<AsyncPgConnection>;
+/// A connection borrowed from the [`Pool`].
+pub type PooledConn = deadpool::Object<AsyncPgConnection>;
+
+/// Why the database could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[from] ConnectionError),
+    /// A migration failed.
+    #[error("migrations failed: {0}")]
+    Migrate(String),
+    /// The pool could not be built.
+    #[error("cannot build the connection pool: {0}")]
+    Pool(String),
+}
+
+/// Builds a pool of at most `size` connections. Connections are made lazily; a checkout waits
+/// at most `wait` for a free one.
+pub fn pool(url: &str, size: usize, wait: Duration) -> Result<Pool, DbError> {
+    let mut manager_config = ManagerConfig::default();
+    // A connection that errored mid-transaction is checked before it is reused.
+    manager_config.recycling_method = RecyclingMethod::Verified;
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
+    deadpool::Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(wait))
+        .runtime(::deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Pool(e.to_string()))
+}
+
+/// Runs every pending migration. Returns how many ran.
+pub async fn migrate(url: &str) -> Result<usize, DbError> {
+    let conn = AsyncPgConnection::establish(url).await?;
+    let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
+    // The harness is synchronous; it drives the async connection from a blocking thread.
+    tokio::task::spawn_blocking(move || {
+        conn.run_pending_migrations(MIGRATIONS)
+            .map(|done| done.len())
+            .map_err(|e| DbError::Migrate(e.to_string()))
+    })
+    .await
+    .map_err(|e| DbError::Migrate(e.to_string()))?
+}
