@@ -1,0 +1,206 @@
+//! GraphQL for accounts: sign-up, login, token rotation, logout, `me`.
+
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::auth::{RoleGuard, viewer};
+use super::scalars::Money;
+use super::state;
+use crate::accounts::{self, AuthGrant, Registration, Role, User};
+use crate::error::AppError;
+use crate::ledger;
+
+/// A person with an account.
+pub struct UserNode {
+    user: User,
+    // Set when the node comes with credentials just issued to this user (sign-up, login):
+    // the request carries no token yet, but the caller has proven who they are.
+    is_holder: bool,
+}
+
+impl UserNode {
+    /// A user seen by whoever the request's token says.
+    pub fn new(user: User) -> Self {
+        UserNode {
+            user,
+            is_holder: false,
+        }
+    }
+}
+
+/// A person with an account.
+#[Object(name = "User")]
+impl UserNode {
+    /// Opaque id of the user.
+    async fn id(&self) -> ID {
+        ID(self.user.id.to_string())
+    }
+
+    /// Lower-case email address; also the login name.
+    async fn email(&self) -> &str {
+        &self.user.email
+    }
+
+    /// What the user may see and do.
+    async fn role(&self) -> Role {
+        self.user.role
+    }
+
+    /// When the account was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.user.created_at
+    }
+
+    /// Spendable balance in fen, from the ledger. Visible to the user and to admins.
+    async fn balance(&self, ctx: &Context<'_>) -> async_graphql::Result<Money> {
+        if !self.is_holder {
+            let v = viewer(ctx)?;
+            if v.user_id != self.user.id && v.role != Role::Admin {
+                return Err(AppError::Forbidden.into());
+            }
+        }
+        let mut conn = state(ctx)?.pool.get().await.map_err(AppError::from)?;
+        Ok(Money(
+            ledger::wallet_balance(&mut conn, self.user.id).await?,
+        ))
+    }
+}
+
+/// Credentials handed out by sign-up, login and refresh.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// Send as `Authorization: Bearer <accessToken>`; valid for 15 minutes.
+    access_token: String,
+    /// When the access token stops working.
+    access_token_expires_at: DateTime<Utc>,
+    /// Single use: trade it for the next pair with `refreshToken`. Valid for 30 days.
+    refresh_token: String,
+    /// The signed-in user.
+    user: UserNode,
+}
+
+impl From<AuthGrant> for AuthPayload {
+    fn from(g: AuthGrant) -> Self {
+        AuthPayload {
+            access_token: g.access_token,
+            access_token_expires_at: g.access_token_expires_at,
+            refresh_token: g.refresh_token,
+            user: UserNode {
+                user: g.user,
+                is_holder: true,
+            },
+        }
+    }
+}
+
+/// Sign-up details.
+#[derive(InputObject)]
+pub struct RegisterInput {
+    /// Email address (case does not matter).
+    email: String,
+    /// At least 8 characters, not a common password, not containing the email.
+    password: String,
+    /// Invite code from an agent or sales person; attributes the customer to them.
+    invite_code: Option<String>,
+}
+
+/// Login details.
+#[derive(InputObject)]
+pub struct LoginInput {
+    /// Email address.
+    email: String,
+    /// Password.
+    password: String,
+}
+
+/// Account queries.
+#[derive(Default)]
+pub struct AccountsQuery;
+
+/// Account queries.
+#[Object]
+impl AccountsQuery {
+    /// The signed-in user.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<UserNode> {
+        let v = viewer(ctx)?;
+        Ok(UserNode::new(
+            accounts::get_user(&state(ctx)?.pool, v.user_id).await?,
+        ))
+    }
+
+    /// Any user, by id. Admins only.
+    #[graphql(guard = "RoleGuard(&[Role::Admin])")]
+    async fn user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id.")] id: ID,
+    ) -> async_graphql::Result<UserNode> {
+        let id: i64 = id.parse().map_err(|_| AppError::NotFound("user"))?;
+        Ok(UserNode::new(
+            accounts::get_user(&state(ctx)?.pool, id).await?,
+        ))
+    }
+}
+
+/// Account mutations.
+#[derive(Default)]
+pub struct AccountsMutation;
+
+/// Account mutations.
+#[Object]
+impl AccountsMutation {
+    /// Creates a customer account and signs it in.
+    async fn register(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Sign-up details.")] input: RegisterInput,
+    ) -> async_graphql::Result<AuthPayload> {
+        let s = state(ctx)?;
+        let grant = accounts::register(
+            &s.pool,
+            &s.jwt,
+            Registration {
+                email: input.email,
+                password: input.password,
+                invite_code: input.invite_code,
+            },
+        )
+        .await?;
+        Ok(grant.into())
+    }
+
+    /// Signs in with email and password.
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Login details.")] input: LoginInput,
+    ) -> async_graphql::Result<AuthPayload> {
+        let s = state(ctx)?;
+        Ok(
+            accounts::login(&s.pool, &s.jwt, &input.email, &input.password)
+                .await?
+                .into(),
+        )
+    }
+
+    /// Trades a refresh token for a new access token and refresh token. The old refresh token
+    /// stops working; presenting it again ends the session.
+    async fn refresh_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The refresh token from the last login or refresh.")] token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        let s = state(ctx)?;
+        Ok(accounts::refresh(&s.pool, &s.jwt, &token).await?.into())
+    }
+
+    /// Ends the session of a refresh token. Returns false when it had already ended.
+    /// Access tokens already issued expire on their own within 15 minutes.
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The session's current refresh token.")] refresh_token: String,
+    ) -> async_graphql::Result<bool> {
+        Ok(accounts::logout(&state(ctx)?.pool, &refresh_token).await?)
+    }
+}

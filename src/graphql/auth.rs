@@ -1,0 +1,75 @@
+//! Who is asking: the access token read from the `Authorization` header (HTTP) or the
+//! `connection_init` payload (WebSocket), and guards for roles.
+
+use async_graphql::{Context, Guard};
+
+use crate::accounts::Role;
+use crate::accounts::tokens::{JwtKeys, TokenProblem, Viewer};
+use crate::error::AppError;
+
+/// The caller of one request (HTTP) or one connection (WebSocket).
+#[derive(Debug, Clone, Copy)]
+pub enum Auth {
+    /// No token was presented.
+    Anonymous,
+    /// A valid token.
+    Viewer(Viewer),
+    /// A token was presented and refused.
+    Refused(TokenProblem),
+}
+
+impl Auth {
+    /// Reads an `Authorization` value (`Bearer <token>`; a missing value is anonymous).
+    pub fn from_header(keys: &JwtKeys, value: Option<&str>) -> Auth {
+        let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+            return Auth::Anonymous;
+        };
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim);
+        match token {
+            Some(token) => match keys.verify(token) {
+                Ok(viewer) => Auth::Viewer(viewer),
+                Err(problem) => Auth::Refused(problem),
+            },
+            None => Auth::Refused(TokenProblem::Invalid),
+        }
+    }
+
+    /// The authenticated caller, or why there is none.
+    pub fn viewer(&self) -> Result<Viewer, AppError> {
+        match self {
+            Auth::Viewer(v) => Ok(*v),
+            Auth::Anonymous => Err(AppError::Unauthenticated("authentication required")),
+            Auth::Refused(TokenProblem::Expired) => {
+                Err(AppError::Unauthenticated("access token expired"))
+            }
+            Auth::Refused(TokenProblem::Invalid) => {
+                Err(AppError::Unauthenticated("access token invalid"))
+            }
+        }
+    }
+}
+
+/// The caller of the current GraphQL operation.
+pub fn viewer(ctx: &Context<'_>) -> Result<Viewer, AppError> {
+    ctx.data_opt::<Auth>()
+        .copied()
+        .unwrap_or(Auth::Anonymous)
+        .viewer()
+}
+
+/// Lets a field through only for callers with one of the roles.
+pub struct RoleGuard(pub &'static [Role]);
+
+impl Guard for RoleGuard {
+    async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
+        let v = viewer(ctx)?;
+        if self.0.contains(&v.role) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden.into())
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The GraphQL transport: POST /graphql (JSON), GraphiQL on GET /graphql, and
+//! graphql-transport-ws on /graphql/ws with the token in `connection_init`.
+
+use std::sync::Arc;
+
+use async_graphql::Data;
+use async_graphql::http::{GraphiQLSource, WebSocketProtocols, WsMessage};
+use futures_util::{SinkExt, StreamExt};
+use poem::http::{StatusCode, header};
+use poem::web::websocket::{Message, WebSocket};
+use poem::web::{Data as PoemData, Html};
+use poem::{Body, IntoResponse, Request, Response, handler};
+
+use super::body::{ReadError, read_limited};
+use crate::accounts::tokens::JwtKeys;
+use crate::app::AppState;
+use crate::graphql::TopupSchema;
+use crate::graphql::auth::Auth;
+
+/// Largest accepted GraphQL request body.
+pub const MAX_BODY: usize = 64 * 1024;
+/// The only WebSocket subprotocol spoken.
+pub const WS_PROTOCOL: &str = "graphql-transport-ws";
+// The close code graphql-transport-ws uses for a refused connection_init.
+const CLOSE_FORBIDDEN: u16 = 4403;
+const INIT_REFUSED: &str = "Forbidden: the access token in connection_init is invalid or expired";
+
+/// GraphiQL, pointed at this server.
+#[handler]
+pub fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("Topup GraphiQL")
+            .finish(),
+    )
+}
+
+/// One GraphQL request over HTTP.
+#[handler]
+pub async fn post(
+    req: &Request,
+    body: Body,
+    PoemData(state): PoemData<&Arc<AppState>>,
+    PoemData(schema): PoemData<&TopupSchema>,
+) -> Response {
+    let bytes = match read_limited(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(ReadError::TooLarge(_)) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body over {MAX_BODY} bytes"),
+            );
+        }
+        Err(ReadError::Io(e)) => return error_response(StatusCode::BAD_REQUEST, &e),
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not a GraphQL request: {e}"),
+            );
+        }
+    };
+    let auth = Auth::from_header(
+        &state.jwt,
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let response = schema.execute(request.data(auth)).await;
+    json_response(StatusCode::OK, &response)
+}
+
+/// The graphql-transport-ws endpoint. `connection_init` may carry
+/// `{"Authorization": "Bearer <token>"}`; without it the connection is anonymous, with a bad
+/// token it is closed with 4403.
+#[handler]
+pub fn websocket(
+    req: &Request,
+    ws: WebSocket,
+    PoemData(state): PoemData<&Arc<AppState>>,
+    PoemData(schema): PoemData<&TopupSchema>,
+) -> Response {
+    let offered = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == WS_PROTOCOL);
+    if !offered {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "the WebSocket subprotocol must be graphql-transport-ws",
+        );
+    }
+    let state = state.clone();
+    let schema = schema.clone();
+    ws.protocols([WS_PROTOCOL])
+        .on_upgrade(move |socket| serve_socket(socket, state, schema))
+        .into_response()
+}
+
+async fn serve_socket(
+    socket: poem::web::websocket::WebSocketStream,
+    state: Arc<AppState>,
+    schema: TopupSchema,
+) {
+    let (mut sink, stream) = socket.split();
+    let incoming = stream
+        .take_while(|m| futures_util::future::ready(m.is_ok()))
+        .filter_map(|m| {
+            futures_util::future::ready(match m {
+                Ok(m) if m.is_text() || m.is_binary() => Some(m.into_bytes()),
+                _ => None,
+            })
+        });
+    let keys = state.clone();
+    let mut outgoing =
+        async_graphql::http::WebSocket::new(schema, incoming, WebSocketProtocols::GraphQLWS)
+            .on_connection_init(move |payload| async move { connection_data(&keys.jwt, &payload) })
+            .keepalive_timeout(None)
+            .map(|msg| match msg {
+                WsMessage::Text(text) => Message::text(text),
+                WsMessage::Close(1002, reason) if reason == INIT_REFUSED => {
+                    Message::close_with(CLOSE_FORBIDDEN, "Forbidden")
+                }
+                WsMessage::Close(code, reason) => Message::close_with(code, reason),
+            });
+    while let Some(message) = outgoing.next().await {
+        if sink.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn connection_data(keys: &JwtKeys, payload: &serde_json::Value) -> async_graphql::Result<Data> {
+    let header = payload
+        .get("Authorization")
+        .or_else(|| payload.get("authorization"))
+        .and_then(|v| v.as_str());
+    let auth = Auth::from_header(keys, header);
+    if let Auth::Refused(_) = auth {
+        return Err(async_graphql::Error::new(INIT_REFUSED));
+    }
+    let mut data = Data::default();
+    data.insert(auth);
+    Ok(data)
+}
+
+/// A GraphQL-shaped error body (for failures before the request reaches the schema).
+pub fn error_response(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": "BAD_USER_INPUT" } }]
+    });
+    json_response(status, &body)
+}
+
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => Response::builder()
+            .status(status)
+            .content_type("application/json")
+            .body(bytes),
+        Err(e) => {
+            tracing::error!(error = %e, "serializing a GraphQL response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The HTTP surface: GraphQL (POST, GraphiQL, WebSocket) and health probes. Handlers parse,
+//! authorize and call a capability module; nothing else happens here.
+
+pub mod body;
+pub mod graphql;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::RunQueryDsl;
+use poem::http::StatusCode;
+use poem::middleware::{CatchPanic, Cors, Tracing};
+use poem::web::Data;
+use poem::{EndpointExt, Route, get, handler};
+
+use crate::app::AppState;
+use crate::graphql::TopupSchema;
+
+/// Every route of a Topup instance.
+pub fn routes(state: Arc<AppState>, schema: TopupSchema) -> impl poem::Endpoint {
+    Route::new()
+        .at("/graphql", get(graphql::graphiql).post(graphql::post))
+        .at("/graphql/ws", get(graphql::websocket))
+        .at("/healthz", get(healthz))
+        .at("/readyz", get(readyz))
+        .data(state)
+        .data(schema)
+        .with(Cors::new())
+        .with(CatchPanic::new())
+        .with(Tracing)
+}
+
+/// The process is up.
+#[handler]
+fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The process can serve: the database answers within two seconds.
+#[handler]
+async fn readyz(Data(state): Data<&Arc<AppState>>) -> (StatusCode, &'static str) {
+    let check = async {
+        let mut conn = state.pool.get().await.ok()?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await.ok()
+    };
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Some(_)) => (StatusCode::OK, "ready"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+    }
+}
