@@ -1,1 +1,9 @@
+//! Topup's integration tests: one binary, the real server on loopback ports, a database per
+//! test, clients speaking HTTP and WebSocket.
+
+mod accounts;
 mod gateway;
+mod schema;
+mod support;
+mod ws;
+mod zero_config;

@@ -1,0 +1,86 @@
+//! The ledger invariant, checked at the end of every test that moved money.
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel_async::RunQueryDsl;
+
+use super::TestDb;
+
+#[derive(QueryableByName, Debug)]
+struct Problem {
+    #[diesel(sql_type = Text)]
+    problem: String,
+}
+
+/// Fails the test with every broken rule:
+/// - every journal entry has at least two postings and they sum to zero;
+/// - every wallet's cached balance equals the sum of its postings and is >= 0, and each of
+///   its postings' balance_after is the running sum;
+/// - every paid (or refunded) recharge has exactly one RECHARGE entry moving its amount
+///   from its channel's clearing account to the customer's wallet; nothing else has one.
+pub async fn assert_ledger_invariants(db: &TestDb) {
+    let mut conn = db.connect().await;
+    let sql = r#"
+        SELECT 'entry ' || e.id || ' sums to ' || coalesce(sum(p.amount), 0) || ' over ' || count(p.id) || ' postings' AS problem
+          FROM journal_entries e LEFT JOIN postings p ON p.entry_id = e.id
+         GROUP BY e.id HAVING coalesce(sum(p.amount), 0) <> 0 OR count(p.id) < 2
+        UNION ALL
+        SELECT 'wallet ' || a.code || ' caches ' || a.balance || ' but postings sum to ' || coalesce(sum(p.amount), 0)
+          FROM ledger_accounts a LEFT JOIN postings p ON p.account_id = a.id
+         WHERE a.kind = 'CUSTOMER_WALLET'
+         GROUP BY a.id HAVING a.balance <> coalesce(sum(p.amount), 0) OR a.balance < 0
+        UNION ALL
+        SELECT 'posting ' || id || ' balance_after ' || coalesce(balance_after::text, 'NULL') || ' but running sum is ' || running
+          FROM (SELECT p.id, p.balance_after,
+                       sum(p.amount) OVER (PARTITION BY p.account_id ORDER BY p.id) AS running
+                  FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                 WHERE a.kind = 'CUSTOMER_WALLET') w
+         WHERE balance_after IS DISTINCT FROM running
+        UNION ALL
+        SELECT 'order ' || o.order_no || ' (' || o.status || ') has ' || count(e.id) || ' recharge entries'
+          FROM orders o LEFT JOIN journal_entries e ON e.order_id = o.id AND e.kind = 'RECHARGE'
+         WHERE o.kind = 'RECHARGE'
+         GROUP BY o.id
+        HAVING count(e.id) <> CASE WHEN o.status IN ('PAID', 'PARTIALLY_REFUNDED', 'REFUNDED') THEN 1 ELSE 0 END
+        UNION ALL
+        SELECT 'recharge entry ' || e.id || ' of ' || o.order_no || ' does not move ' || o.amount || ' from clearing to the wallet'
+          FROM journal_entries e JOIN orders o ON o.id = e.order_id
+         WHERE e.kind = 'RECHARGE' AND NOT (
+               EXISTS (SELECT 1 FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                        WHERE p.entry_id = e.id AND a.kind = 'CUSTOMER_WALLET' AND a.user_id = o.user_id AND p.amount = o.amount)
+           AND EXISTS (SELECT 1 FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                        WHERE p.entry_id = e.id AND a.kind = 'GATEWAY_CLEARING' AND a.channel = o.channel AND p.amount = -o.amount)
+           AND (SELECT count(*) FROM postings p WHERE p.entry_id = e.id) = 2)
+    "#;
+    let problems: Vec<Problem> = diesel::sql_query(sql)
+        .load(&mut conn)
+        .await
+        .expect("ledger invariant query");
+    assert!(
+        problems.is_empty(),
+        "ledger invariants broken:\n{}",
+        problems
+            .iter()
+            .map(|p| p.problem.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// A customer's wallet balance read straight from the ledger (sum of postings).
+pub async fn wallet_sum(db: &TestDb, user_id: i64) -> i64 {
+    #[derive(QueryableByName)]
+    struct Sum {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        total: Option<i64>,
+    }
+    let mut conn = db.connect().await;
+    let sum: Sum = diesel::sql_query(
+        "SELECT sum(p.amount)::bigint AS total FROM postings p JOIN ledger_accounts a ON a.id = p.account_id WHERE a.user_id = $1",
+    )
+    .bind::<BigInt, _>(user_id)
+    .get_result(&mut conn)
+    .await
+    .expect("wallet sum");
+    sum.total.unwrap_or(0)
+}

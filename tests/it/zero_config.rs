@@ -1,0 +1,130 @@
+//! The zero-configuration start: the built binary, no DATABASE_URL, a fresh data folder.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+fn start(data_dir: &std::path::Path) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_topup"))
+        .env_remove("DATABASE_URL")
+        .env("TOPUP_DATA_DIR", data_dir)
+        .env("TOPUP_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start topup");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let base = loop {
+        assert!(Instant::now() < deadline, "no banner within 120 s");
+        let line = lines
+            .next()
+            .expect("topup exited before printing its banner")
+            .expect("read stdout");
+        if let Some(url) = line.trim().strip_prefix("GraphiQL:") {
+            break url.trim().trim_end_matches("/graphql").to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Running { child, base }
+}
+
+fn stop(mut running: Running) {
+    let pid = nix::unistd::Pid::from_raw(running.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let status = running.child.wait().expect("wait");
+    assert!(status.success(), "topup exited with {status}");
+}
+
+async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    crate::support::eventually(60, "/readyz answers 200", || async {
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+}
+
+async fn gql(base: &str, query: &str, variables: serde_json::Value) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .body(json!({ "query": query, "variables": variables }).to_string())
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json")
+}
+
+fn postmaster_running(data_dir: &std::path::Path) -> bool {
+    let Ok(pid_file) = std::fs::read_to_string(data_dir.join("pg/postmaster.pid")) else {
+        return false;
+    };
+    let Some(pid) = pid_file
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
+        return false;
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+#[tokio::test]
+async fn zero_configuration_start_stop_and_restart() {
+    let data_dir = std::env::temp_dir().join(format!("topup-zero-config-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+
+    let first = start(&data_dir);
+    wait_ready(&first.base).await;
+    assert!(
+        postmaster_running(&data_dir),
+        "the private PostgreSQL runs in the data folder"
+    );
+    let signed_up = gql(
+        &first.base,
+        "mutation { register(input: {email: \"zero@example.com\", password: \"correct horse battery\"}) { user { email } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        signed_up["data"]["register"]["user"]["email"], "zero@example.com",
+        "{signed_up}"
+    );
+    stop(first);
+    assert!(
+        !postmaster_running(&data_dir),
+        "SIGTERM stops the private PostgreSQL too"
+    );
+
+    // The second start reuses the cluster and its data.
+    let second = start(&data_dir);
+    wait_ready(&second.base).await;
+    let logged_in = gql(
+        &second.base,
+        "mutation { login(input: {email: \"zero@example.com\", password: \"correct horse battery\"}) { user { email } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        logged_in["data"]["login"]["user"]["email"], "zero@example.com",
+        "{logged_in}"
+    );
+    stop(second);
+    assert!(!postmaster_running(&data_dir));
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
