@@ -1,1 +1,7 @@
+//! Tests of the SwiftPass gateway module: protocol vectors and signing, the XML envelope,
+//! bills, the client against the sandbox, hand-built requests against the sandbox, notify
+//! delivery and fault injection.
 
+mod sign;
+mod support;
+mod xml;
