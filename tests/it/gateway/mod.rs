@@ -2,6 +2,7 @@
 //! bills, the client against the sandbox, hand-built requests against the sandbox, notify
 //! delivery and fault injection.
 
+mod client;
 mod sign;
 mod support;
 mod xml;

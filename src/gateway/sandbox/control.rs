@@ -1,0 +1,240 @@
+//! Fault injection (`POST /control`, `GET /control`): what the request looks like, how it is
+//! validated, how faults are stored and which one applies to a call.
+//!
+//! See the [module documentation](super) for the JSON shape and the meaning of each fault.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The services the sandbox implements (and so the ones a fault can name).
+pub const SERVICES: [&str; 7] = [
+    "pay.weixin.native",
+    "pay.alipay.native",
+    "unified.trade.query",
+    "unified.trade.close",
+    "unified.trade.refund",
+    "unified.trade.refundquery",
+    "pay.bill.merchant",
+];
+
+/// The body of `POST /control`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlRequest {
+    /// Clear every fault (global and per order) before applying the rest of the request.
+    #[serde(default)]
+    pub reset: bool,
+    /// Limit the faults of this request to one order; absent = global.
+    pub out_trade_no: Option<String>,
+    /// Replace the notify fault of the scope (`{}` clears it).
+    pub notify: Option<NotifyFault>,
+    /// The service a `mode` applies to; absent = every service.
+    pub service: Option<String>,
+    /// How the service misbehaves; `normal` clears the fault.
+    pub mode: Option<ServiceMode>,
+    /// With `mode: reject`: the `err_code` to answer (default `SYSTEMERROR`).
+    pub err_code: Option<String>,
+    /// With `mode: reject`: the `err_msg` to answer (default `系统错误`).
+    pub err_msg: Option<String>,
+    /// The fault fires this many times, then clears itself; absent = until changed.
+    pub times: Option<u32>,
+}
+
+/// How notifies misbehave.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyFault {
+    /// Never send the notify (the merchant must query).
+    #[serde(default)]
+    pub drop: bool,
+    /// Send the first delivery this many times at once (duplicates racing each other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<u32>,
+    /// Wait this long (not scaled) before the first delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Report `total_fee` one fen higher than paid (correctly signed).
+    #[serde(default)]
+    pub wrong_amount: bool,
+    /// Corrupt the signature.
+    #[serde(default)]
+    pub bad_signature: bool,
+}
+
+/// How a service call misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceMode {
+    /// Behave (clears a fault).
+    Normal,
+    /// Do the work, then hold the answer for 60 s (unscaled) so the client times out: the
+    /// worst case, where the call took effect but the caller cannot know.
+    Timeout,
+    /// Answer HTTP 502 without doing anything.
+    Error5xx,
+    /// Answer a signed business error (`result_code=1`) without doing anything.
+    Reject,
+}
+
+/// What a faulty call does instead of behaving.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub(crate) enum FaultAction {
+    Timeout,
+    Error5xx,
+    Reject { err_code: String, err_msg: String },
+}
+
+/// One stored service fault.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ServiceFault {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_trade_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(flatten)]
+    pub action: FaultAction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u32>,
+}
+
+/// Every fault in force.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Faults {
+    pub notify: Option<NotifyFault>,
+    pub notify_by_order: HashMap<String, NotifyFault>,
+    pub services: Vec<ServiceFault>,
+}
+
+impl Faults {
+    /// Applies a validated control request.
+    pub fn apply(&mut self, request: ControlRequest) -> Result<(), String> {
+        validate(&request)?;
+        if request.reset {
+            *self = Faults::default();
+        }
+        if let Some(fault) = request.notify {
+            let clear = fault == NotifyFault::default();
+            match (&request.out_trade_no, clear) {
+                (Some(order), true) => {
+                    self.notify_by_order.remove(order);
+                }
+                (Some(order), false) => {
+                    self.notify_by_order.insert(order.clone(), fault);
+                }
+                (None, true) => self.notify = None,
+                (None, false) => self.notify = Some(fault),
+            }
+        }
+        if let Some(mode) = request.mode {
+            let (order, service) = (request.out_trade_no, request.service);
+            self.services
+                .retain(|f| f.out_trade_no != order || f.service != service);
+            let action = match mode {
+                ServiceMode::Normal => return Ok(()),
+                ServiceMode::Timeout => FaultAction::Timeout,
+                ServiceMode::Error5xx => FaultAction::Error5xx,
+                ServiceMode::Reject => FaultAction::Reject {
+                    err_code: request.err_code.unwrap_or_else(|| "SYSTEMERROR".into()),
+                    err_msg: request.err_msg.unwrap_or_else(|| "系统错误".into()),
+                },
+            };
+            self.services.push(ServiceFault {
+                out_trade_no: order,
+                service,
+                action,
+                remaining: request.times,
+            });
+        }
+        Ok(())
+    }
+
+    /// The notify fault for an order: its own, else the global one.
+    pub fn notify_for(&self, out_trade_no: &str) -> NotifyFault {
+        self.notify_by_order
+            .get(out_trade_no)
+            .or(self.notify.as_ref())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The most specific service fault matching a call, consumed once.
+    pub fn take_service_fault(
+        &mut self,
+        out_trade_no: Option<&str>,
+        service: &str,
+    ) -> Option<FaultAction> {
+        let specificity = |f: &ServiceFault| {
+            let order = match (&f.out_trade_no, out_trade_no) {
+                (None, _) => Some(0),
+                (Some(a), Some(b)) if a == b => Some(2),
+                _ => None,
+            }?;
+            let svc = match &f.service {
+                None => 0,
+                Some(s) if s == service => 1,
+                Some(_) => return None,
+            };
+            Some(order + svc)
+        };
+        let index = self
+            .services
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| specificity(f).map(|s| (s, i)))
+            .max()
+            .map(|(_, i)| i)?;
+        let fault = &mut self.services[index];
+        let action = fault.action.clone();
+        if let Some(remaining) = &mut fault.remaining {
+            *remaining = remaining.saturating_sub(1);
+            if *remaining == 0 {
+                self.services.remove(index);
+            }
+        }
+        Some(action)
+    }
+}
+
+/// Refuses requests that would be ambiguous or silently ineffective.
+fn validate(request: &ControlRequest) -> Result<(), String> {
+    let service_fields = request.service.is_some()
+        || request.err_code.is_some()
+        || request.err_msg.is_some()
+        || request.times.is_some();
+    if !request.reset && request.notify.is_none() && request.mode.is_none() {
+        return Err("nothing to do: give reset, notify or mode".into());
+    }
+    if request.mode.is_none() && service_fields {
+        return Err("service, err_code, err_msg and times need a mode".into());
+    }
+    if let Some(service) = &request.service
+        && !SERVICES.contains(&service.as_str())
+    {
+        return Err(format!(
+            "unknown service {service:?}; known: {}",
+            SERVICES.join(", ")
+        ));
+    }
+    if request.mode != Some(ServiceMode::Reject)
+        && (request.err_code.is_some() || request.err_msg.is_some())
+    {
+        return Err("err_code and err_msg only go with mode \"reject\"".into());
+    }
+    if request.times == Some(0) {
+        return Err("times must be at least 1".into());
+    }
+    if request.mode == Some(ServiceMode::Normal) && request.times.is_some() {
+        return Err("times makes no sense with mode \"normal\"".into());
+    }
+    if let Some(notify) = &request.notify
+        && notify.copies == Some(0)
+    {
+        return Err("notify.copies must be at least 1".into());
+    }
+    if request.out_trade_no.as_deref() == Some("") {
+        return Err("out_trade_no must not be empty".into());
+    }
+    Ok(())
+}
