@@ -111,8 +111,6 @@ CREATE TABLE orders (
     amount               BIGINT NOT NULL CHECK (amount > 0),
     refunded_amount      BIGINT NOT NULL DEFAULT 0 CHECK (refunded_amount >= 0 AND refunded_amount <= amount),
     product_id           BIGINT REFERENCES products (id),
-    idempotency_key      TEXT CHECK (length(idempotency_key) BETWEEN 1 AND 128),
-    request_fingerprint  TEXT,
     client_ip            TEXT,
     code_url             TEXT,
     gateway_transaction_id     TEXT,
@@ -130,15 +128,24 @@ CREATE TABLE orders (
     query_attempts       INT NOT NULL DEFAULT 0,
     CHECK ((kind = 'RECHARGE') = (channel IS NOT NULL)),
     CHECK ((kind = 'PURCHASE') = (product_id IS NOT NULL)),
-    CHECK ((idempotency_key IS NULL) = (request_fingerprint IS NULL)),
     CHECK (status <> 'PAID' OR paid_at IS NOT NULL)
 );
-CREATE UNIQUE INDEX orders_idempotency ON orders (user_id, idempotency_key)
-    WHERE idempotency_key IS NOT NULL;
-CREATE INDEX orders_user_created ON orders (user_id, created_at DESC, id DESC);
+CREATE INDEX orders_user ON orders (user_id, id DESC);
 CREATE INDEX orders_open ON orders (user_id) WHERE status = 'PENDING';
 CREATE INDEX orders_to_query ON orders (next_query_at) WHERE status = 'PENDING';
 CREATE INDEX orders_agent_paid ON orders (agent_id, paid_at) WHERE paid_at IS NOT NULL;
+
+-- Idempotency keys of order-creating mutations: the same key with the same input returns
+-- the first result; with another input it is refused. A key may point at an order created
+-- earlier (an open order that was handed out again).
+CREATE TABLE idempotency_keys (
+    user_id      BIGINT NOT NULL REFERENCES users (id),
+    key          TEXT NOT NULL CHECK (length(key) BETWEEN 1 AND 128),
+    fingerprint  TEXT NOT NULL,
+    order_id     BIGINT NOT NULL REFERENCES orders (id),
+    created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, key)
+);
 
 CREATE TABLE entitlements (
     id          BIGSERIAL PRIMARY KEY,
@@ -287,3 +294,6 @@ CREATE TABLE payment_reviews (
     resolution   TEXT
 );
 CREATE INDEX payment_reviews_open ON payment_reviews (created_at) WHERE resolved_at IS NULL;
+-- The same problem reported again (a notify retried, a query repeated) is one review.
+CREATE UNIQUE INDEX payment_reviews_once ON payment_reviews
+    (reason, coalesce(order_no, ''), coalesce(transaction_id, ''), coalesce(amount, -1));

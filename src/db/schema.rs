@@ -85,8 +85,6 @@ diesel::table! {
         amount -> Int8,
         refunded_amount -> Int8,
         product_id -> Nullable<Int8>,
-        idempotency_key -> Nullable<Text>,
-        request_fingerprint -> Nullable<Text>,
         client_ip -> Nullable<Text>,
         code_url -> Nullable<Text>,
         gateway_transaction_id -> Nullable<Text>,
@@ -102,6 +100,16 @@ diesel::table! {
         closed_at -> Nullable<Timestamptz>,
         next_query_at -> Nullable<Timestamptz>,
         query_attempts -> Int4,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (user_id, key) {
+        user_id -> Int8,
+        key -> Text,
+        fingerprint -> Text,
+        order_id -> Int8,
+        created_at -> Timestamptz,
     }
 }
 
@@ -217,6 +225,7 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(orders -> products (product_id));
 diesel::joinable!(entitlements -> orders (order_id));
+diesel::joinable!(idempotency_keys -> orders (order_id));
 diesel::joinable!(refunds -> orders (order_id));
 diesel::joinable!(order_events -> orders (order_id));
 diesel::joinable!(postings -> journal_entries (entry_id));
@@ -232,6 +241,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     products,
     orders,
+    idempotency_keys,
     entitlements,
     refunds,
     order_events,

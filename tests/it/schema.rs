@@ -110,6 +110,7 @@ async fn db_schema_matches_migrations() {
         declared(refresh_tokens::table, "refresh_tokens"),
         declared(products::table, "products"),
         declared(orders::table, "orders"),
+        declared(idempotency_keys::table, "idempotency_keys"),
         declared(entitlements::table, "entitlements"),
         declared(refunds::table, "refunds"),
         declared(order_events::table, "order_events"),
