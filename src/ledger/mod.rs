@@ -55,3 +55,70 @@ pub async fn wallet_balance(conn: &mut AsyncPgConnection, user_id: i64) -> AppRe
         .flatten()
         .ok_or(AppError::NotFound("wallet"))
 }
+
+crate::text_enum! {
+    /// Why money moved.
+    #[derive(async_graphql::Enum)]
+    pub enum EntryKind {
+        /// A paid recharge: clearing → wallet.
+        Recharge = "RECHARGE",
+        /// A purchase: wallet → revenue.
+        Purchase = "PURCHASE",
+        /// A refund back to where the money came from.
+        Refund = "REFUND",
+        /// A manual correction.
+        Adjustment = "ADJUSTMENT",
+        /// An agent's commission.
+        Commission = "COMMISSION",
+    }
+}
+
+/// One movement of a customer's wallet.
+#[derive(Debug, Clone, Queryable)]
+pub struct WalletPosting {
+    /// Posting id (also the cursor).
+    pub id: i64,
+    /// Signed amount in fen: positive into the wallet.
+    pub amount: i64,
+    /// The wallet balance right after it.
+    pub balance_after: Option<i64>,
+    /// Why the money moved.
+    pub kind: EntryKind,
+    /// The order that caused it.
+    pub order_id: Option<i64>,
+    /// When.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A page of a customer's wallet postings, newest first, before the cursor `after`.
+/// Returns the page and whether more follow.
+pub async fn wallet_postings(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    first: i64,
+    after: Option<i64>,
+) -> AppResult<(Vec<WalletPosting>, bool)> {
+    use crate::db::schema::{journal_entries, postings};
+    let mut query = postings::table
+        .inner_join(journal_entries::table)
+        .inner_join(ledger_accounts::table)
+        .filter(ledger_accounts::user_id.eq(user_id))
+        .select((
+            postings::id,
+            postings::amount,
+            postings::balance_after,
+            journal_entries::kind,
+            journal_entries::order_id,
+            postings::created_at,
+        ))
+        .order(postings::id.desc())
+        .limit(first + 1)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(postings::id.lt(after));
+    }
+    let mut rows: Vec<WalletPosting> = query.load(conn).await?;
+    let more = rows.len() as i64 > first;
+    rows.truncate(first as usize);
+    Ok((rows, more))
+}

@@ -1,0 +1,223 @@
+//! Order events: the timeline of every order and the outbox that feeds subscriptions.
+//!
+//! A change writes its `order_events` row and a `pg_notify` carrying only the row's id in the
+//! same transaction, so an event is published exactly when (and only if) its change commits,
+//! to every instance. Each instance holds ONE listening connection ([`EventHub`]); it reads
+//! the announced rows (in batches) and fans them out in memory to its subscribers. When the
+//! listening connection drops, the hub reconnects and tells subscribers to re-read what they
+//! watch ([`HubMessage::Resync`]), since notifications sent meanwhile are lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+
+use crate::config::Secret;
+use crate::db::Pool;
+use crate::db::schema::{order_events, orders};
+use crate::error::AppResult;
+use crate::orders::{Channel, OrderKind, OrderStatus};
+
+/// The NOTIFY channel; the payload is an `order_events.id`.
+pub const CHANNEL: &str = "topup_order_events";
+
+/// How many events a slow subscriber may fall behind before it must re-read.
+const BUFFER: usize = 4096;
+
+/// What happened to an order, with what subscribers filter on.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = order_events)]
+pub struct EventRow {
+    /// Event id.
+    pub id: i64,
+    /// The order.
+    pub order_id: i64,
+    /// CREATED, PAID, FAILED, CLOSED, ...
+    pub kind: String,
+    /// The order's status after the event.
+    pub status: OrderStatus,
+    /// Free text (a failure reason, a review flag).
+    pub detail: Option<String>,
+    /// When it happened.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An event together with the order facts subscribers filter on.
+#[derive(Debug, Clone, Queryable)]
+pub struct OrderEvent {
+    /// The event.
+    pub event: EventRow,
+    /// The order's number.
+    pub order_no: String,
+    /// The order's owner.
+    pub user_id: i64,
+    /// The order's kind.
+    pub kind: OrderKind,
+    /// The order's amount in fen.
+    pub amount: i64,
+    /// The recharge channel.
+    pub channel: Option<Channel>,
+    /// The agent the order is attributed to.
+    pub agent_id: Option<i64>,
+}
+
+/// What the hub broadcasts.
+#[derive(Debug, Clone)]
+pub enum HubMessage {
+    /// A committed event.
+    Event(Arc<OrderEvent>),
+    /// Events may have been missed: re-read the current state.
+    Resync,
+}
+
+/// Appends an event to an order's timeline and announces it on commit. Call inside the
+/// transaction that makes the change.
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    order_id: i64,
+    kind: &str,
+    status: OrderStatus,
+    detail: Option<&str>,
+) -> AppResult<i64> {
+    let id: i64 = diesel::insert_into(order_events::table)
+        .values((
+            order_events::order_id.eq(order_id),
+            order_events::kind.eq(kind),
+            order_events::status.eq(status),
+            order_events::detail.eq(detail),
+        ))
+        .returning(order_events::id)
+        .get_result(conn)
+        .await?;
+    diesel::sql_query("SELECT pg_notify($1, $2)")
+        .bind::<diesel::sql_types::Text, _>(CHANNEL)
+        .bind::<diesel::sql_types::Text, _>(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// Reads events with their order facts.
+pub async fn load(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult<Vec<OrderEvent>> {
+    Ok(order_events::table
+        .inner_join(orders::table)
+        .filter(order_events::id.eq_any(ids))
+        .order(order_events::id)
+        .select((
+            EventRow::as_select(),
+            orders::order_no,
+            orders::user_id,
+            orders::kind,
+            orders::amount,
+            orders::channel,
+            orders::agent_id,
+        ))
+        .load(conn)
+        .await?)
+}
+
+/// One instance's listener and fan-out.
+pub struct EventHub {
+    tx: broadcast::Sender<HubMessage>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EventHub {
+    /// Starts listening (on a connection of its own, outside the pool) and fanning out.
+    pub fn start(database_url: Secret, pool: Pool) -> EventHub {
+        let (tx, _) = broadcast::channel(BUFFER);
+        let task = tokio::spawn(listen_forever(database_url, pool, tx.clone()));
+        EventHub { tx, task }
+    }
+
+    /// A receiver of every event committed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
+        self.tx.subscribe()
+    }
+
+    /// Stops listening; subscribers see the stream end.
+    pub fn shutdown(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for EventHub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn listen_forever(url: Secret, pool: Pool, tx: broadcast::Sender<HubMessage>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut connected_before = false;
+    loop {
+        match AsyncPgConnection::establish(url.expose()).await {
+            Ok(mut conn) => {
+                let listening = diesel::sql_query(format!("LISTEN {CHANNEL}"))
+                    .execute(&mut conn)
+                    .await;
+                match listening {
+                    Ok(_) => {
+                        if connected_before {
+                            tracing::info!("event listener reconnected");
+                            let _ = tx.send(HubMessage::Resync);
+                        }
+                        connected_before = true;
+                        backoff = Duration::from_millis(100);
+                        pump(&mut conn, &pool, &tx).await;
+                        tracing::warn!("event listener connection lost");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "event listener cannot connect"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Forwards notifications until the connection ends. Notifications that arrive together are
+/// read with one query.
+async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, tx: &broadcast::Sender<HubMessage>) {
+    let stream = conn.notifications_stream();
+    let mut batches = std::pin::pin!(stream.ready_chunks(256));
+    while let Some(batch) = batches.next().await {
+        let mut ids = Vec::with_capacity(batch.len());
+        for item in batch {
+            match item {
+                Ok(n) => {
+                    if let Ok(id) = n.payload.parse::<i64>() {
+                        ids.push(id);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "event notification");
+                    return;
+                }
+            }
+        }
+        if ids.is_empty() || tx.receiver_count() == 0 {
+            continue;
+        }
+        let loaded = match pool.get().await {
+            Ok(mut c) => load(&mut c, &ids).await,
+            Err(e) => Err(e.into()),
+        };
+        match loaded {
+            Ok(events) => {
+                for event in events {
+                    let _ = tx.send(HubMessage::Event(Arc::new(event)));
+                }
+            }
+            Err(_) => {
+                // Could not read them: subscribers re-read their state instead.
+                let _ = tx.send(HubMessage::Resync);
+            }
+        }
+    }
+}
