@@ -392,3 +392,27 @@ fn transport_reason(e: &reqwest::Error) -> String {
     };
     format!("{kind}: {e}")
 }
+
+impl GatewayError {
+    /// A refusal because the order is already paid (`Order paid`, `ORDERPAID`): closing it is
+    /// too late, the payment must be applied instead.
+    pub fn says_order_paid(&self) -> bool {
+        self.refusal_matches(&["order paid", "orderpaid"])
+    }
+
+    /// A refusal because the gateway has no such order (`Order not exists`,
+    /// `ORDERNOTEXIST`): it can never be paid.
+    pub fn says_order_missing(&self) -> bool {
+        self.refusal_matches(&["order not exist", "ordernotexist"])
+    }
+
+    fn refusal_matches(&self, needles: &[&str]) -> bool {
+        match self {
+            GatewayError::Rejected { code, .. } => {
+                let code = code.to_ascii_lowercase();
+                needles.iter().any(|n| code.contains(n))
+            }
+            GatewayError::Unknown { .. } => false,
+        }
+    }
+}
