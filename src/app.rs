@@ -7,15 +7,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_graphql::dataloader::DataLoader;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use rand::Rng;
 use url::Url;
 
 use crate::accounts::tokens::{self, JwtKeys};
 use crate::config::{Config, ConfigError, Secret};
 use crate::db::embedded::{Cluster, ClusterOptions, EmbeddedError};
 use crate::db::{self, DbError, Pool};
+use crate::events::EventHub;
+use crate::gateway::sandbox::{Sandbox, SandboxConfig};
+use crate::gateway::swiftpass::{Client, ClientConfig, Credentials, SignType};
+use crate::graphql::loaders::TopupLoader;
 use crate::graphql::{self, TopupSchema};
 use crate::http;
+
+/// The real bill-download gateway, used with a real pay gateway unless configured.
+pub const SWIFTPASS_DOWNLOAD_URL: &str = "https://download.swiftpass.cn/gateway";
 
 /// What every request handler and resolver works with.
 pub struct AppState {
@@ -25,8 +34,14 @@ pub struct AppState {
     pub pool: Pool,
     /// Access-token keys.
     pub jwt: JwtKeys,
-    /// The base URL others reach this instance at.
+    /// The base URL others reach this instance at (ends with `/`).
     pub public_url: Url,
+    /// Where the gateway posts payment notifies.
+    pub notify_url: String,
+    /// The SwiftPass client (real gateway or the in-process sandbox).
+    pub gateway: Client,
+    /// This instance's order-event listener.
+    pub hub: EventHub,
 }
 
 /// Why Topup could not start.
@@ -89,6 +104,27 @@ impl Database {
     }
 }
 
+/// Which SwiftPass this instance talks to.
+#[derive(Debug, Clone)]
+pub enum GatewayKind {
+    /// A real (or white-label) gateway.
+    Remote {
+        /// The pay gateway URL.
+        url: Url,
+        /// The merchant number.
+        mch_id: String,
+    },
+    /// The simulator, mounted under `/sandbox` of this server.
+    Sandbox {
+        /// Its base URL.
+        base: String,
+        /// The merchant number it accepts.
+        mch_id: String,
+        /// Its MD5 key (generated unless configured; it is not a real secret).
+        key: String,
+    },
+}
+
 /// A bound, ready-to-serve Topup.
 pub struct Application {
     acceptor: TcpAcceptor,
@@ -96,6 +132,17 @@ pub struct Application {
     state: Arc<AppState>,
     schema: TopupSchema,
     database: Database,
+    sandbox: Option<Sandbox>,
+    gateway_kind: GatewayKind,
+}
+
+struct Built {
+    acceptor: TcpAcceptor,
+    local_addr: SocketAddr,
+    state: Arc<AppState>,
+    schema: TopupSchema,
+    sandbox: Option<Sandbox>,
+    gateway_kind: GatewayKind,
 }
 
 impl Application {
@@ -103,12 +150,14 @@ impl Application {
     pub async fn build(config: Config) -> Result<Application, StartError> {
         let database = Database::resolve(&config).await?;
         match Self::build_on(config, &database).await {
-            Ok((acceptor, local_addr, state, schema)) => Ok(Application {
-                acceptor,
-                local_addr,
-                state,
-                schema,
+            Ok(built) => Ok(Application {
+                acceptor: built.acceptor,
+                local_addr: built.local_addr,
+                state: built.state,
+                schema: built.schema,
                 database,
+                sandbox: built.sandbox,
+                gateway_kind: built.gateway_kind,
             }),
             Err(e) => {
                 database.shutdown().await;
@@ -117,10 +166,7 @@ impl Application {
         }
     }
 
-    async fn build_on(
-        config: Config,
-        database: &Database,
-    ) -> Result<(TcpAcceptor, SocketAddr, Arc<AppState>, TopupSchema), StartError> {
+    async fn build_on(config: Config, database: &Database) -> Result<Built, StartError> {
         let url = database.url();
         let ran = db::migrate(url.expose()).await?;
         if ran > 0 {
@@ -141,20 +187,42 @@ impl Application {
             .into_iter()
             .find_map(|a| a.as_socket_addr().copied())
             .ok_or_else(|| StartError::Io("the listener has no socket address".into()))?;
-        let public_url = match &config.public_url {
+        let mut public_url = match &config.public_url {
             Some(url) => url.clone(),
             None => Url::parse(&format!("http://{local_addr}"))
                 .map_err(|e| StartError::Io(format!("public URL: {e}")))?,
         };
+        if !public_url.path().ends_with('/') {
+            let path = format!("{}/", public_url.path());
+            public_url.set_path(&path);
+        }
+        let notify_url = public_url
+            .join("notify/swiftpass")
+            .map_err(|e| StartError::Io(format!("notify URL: {e}")))?
+            .to_string();
+        let (gateway, sandbox, gateway_kind) = gateway(&config, local_addr, &public_url)?;
 
+        let hub = EventHub::start(url.clone(), pool.clone());
+        let loader = DataLoader::new(TopupLoader::new(pool.clone()), tokio::spawn);
+        loader.enable_all_cache(false);
         let state = Arc::new(AppState {
             jwt: JwtKeys::new(&secret),
             config,
             pool,
             public_url,
+            notify_url,
+            gateway,
+            hub,
         });
-        let schema = graphql::builder().data(state.clone()).finish();
-        Ok((acceptor, local_addr, state, schema))
+        let schema = graphql::builder().data(state.clone()).data(loader).finish();
+        Ok(Built {
+            acceptor,
+            local_addr,
+            state,
+            schema,
+            sandbox,
+            gateway_kind,
+        })
     }
 
     /// The address the server is bound to.
@@ -172,14 +240,30 @@ impl Application {
         &self.database
     }
 
+    /// Which gateway is in use.
+    pub fn gateway_kind(&self) -> &GatewayKind {
+        &self.gateway_kind
+    }
+
+    /// The in-process sandbox, in dev mode.
+    pub fn sandbox(&self) -> Option<&Sandbox> {
+        self.sandbox.as_ref()
+    }
+
     /// The lines printed at start-up: where to point a browser and what is in use.
     pub fn banner(&self) -> String {
         let db = match &self.database {
             Database::External(_) => "PostgreSQL from DATABASE_URL".to_string(),
             Database::Private(c) => format!("private PostgreSQL in {}", c.dir().display()),
         };
+        let gateway = match &self.gateway_kind {
+            GatewayKind::Remote { url, mch_id } => format!("SwiftPass at {url} (mch_id {mch_id})"),
+            GatewayKind::Sandbox { base, mch_id, key } => {
+                format!("in-process SwiftPass sandbox at {base} (mch_id {mch_id}, MD5 key {key})")
+            }
+        };
         format!(
-            "Topup is serving\n  GraphiQL:  {}graphql\n  data:      {} ({db})\n",
+            "Topup is serving\n  GraphiQL:  {}graphql\n  data:      {} ({db})\n  gateway:   {gateway}\n",
             self.state.public_url,
             self.state.config.data_dir.display(),
         )
@@ -193,13 +277,151 @@ impl Application {
             state,
             schema,
             database,
+            sandbox,
             ..
         } = self;
-        let route = http::routes(state, schema);
+        let route = http::routes(state.clone(), schema, sandbox.clone());
         let served = poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(route, shutdown, Some(Duration::from_secs(10)))
             .await;
+        state.hub.shutdown();
+        if let Some(sandbox) = sandbox {
+            sandbox.shutdown();
+        }
         database.shutdown().await;
         served
     }
+}
+
+/// The SwiftPass client: the configured gateway, or (with no `SWIFTPASS_GATEWAY_URL`) the
+/// sandbox mounted on this very server, reached over loopback like a real gateway.
+fn gateway(
+    config: &Config,
+    local_addr: SocketAddr,
+    public_url: &Url,
+) -> Result<(Client, Option<Sandbox>, GatewayKind), StartError> {
+    let sp = &config.swiftpass;
+    let setting = |name: &'static str, problem: String| ConfigError { name, problem };
+    let sign_type: SignType = sp.sign_type.parse().map_err(|_| {
+        setting(
+            "SWIFTPASS_SIGN_TYPE",
+            format!("unknown sign type {:?}", sp.sign_type),
+        )
+    })?;
+    let client_config =
+        |gateway_url: Url, download_url: Url, credentials: Credentials| ClientConfig {
+            gateway_url,
+            download_url,
+            credentials,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: sp.request_timeout,
+        };
+    let client = |cfg: ClientConfig| {
+        Client::new(cfg).map_err(|e| StartError::Io(format!("SwiftPass client: {e}")))
+    };
+
+    if let Some(url) = &sp.gateway_url {
+        let mch_id = sp.mch_id.clone().ok_or_else(|| {
+            setting(
+                "SWIFTPASS_MCH_ID",
+                "required with SWIFTPASS_GATEWAY_URL".into(),
+            )
+        })?;
+        let private_key = key_text("SWIFTPASS_PRIVATE_KEY", sp.private_key.as_ref())?;
+        let public_key = key_text(
+            "SWIFTPASS_PLATFORM_PUBLIC_KEY",
+            sp.platform_public_key.as_ref(),
+        )?;
+        let credentials = Credentials::new(
+            &mch_id,
+            sign_type,
+            sp.key.as_ref().map(Secret::expose),
+            private_key.as_deref(),
+            public_key.as_deref(),
+        )
+        .map_err(|e| setting("SWIFTPASS_KEY", e.to_string()))?;
+        let download = match &sp.download_url {
+            Some(u) => u.clone(),
+            None => {
+                Url::parse(SWIFTPASS_DOWNLOAD_URL).map_err(|e| StartError::Io(e.to_string()))?
+            }
+        };
+        let kind = GatewayKind::Remote {
+            url: url.clone(),
+            mch_id,
+        };
+        return Ok((
+            client(client_config(url.clone(), download, credentials))?,
+            None,
+            kind,
+        ));
+    }
+
+    if sign_type != SignType::Md5 {
+        return Err(setting(
+            "SWIFTPASS_SIGN_TYPE",
+            "the in-process sandbox signs with MD5; for RSA run `topup sandbox` with keys and set \
+             SWIFTPASS_GATEWAY_URL to it"
+                .into(),
+        )
+        .into());
+    }
+    let mut rng = rand::rng();
+    let mch_id = sp
+        .mch_id
+        .clone()
+        .unwrap_or_else(|| format!("755{:07}", rng.random_range(0..10_000_000u32)));
+    let key = match &sp.key {
+        Some(k) => k.expose().to_string(),
+        None => hex::encode(rng.random::<[u8; 16]>()),
+    };
+    let base = format!("{public_url}sandbox");
+    let sandbox = Sandbox::new(SandboxConfig {
+        mch_id: mch_id.clone(),
+        key: key.clone(),
+        merchant_public_key: None,
+        platform_private_key: None,
+        time_scale: config.sandbox_time_scale,
+        public_base_url: base.clone(),
+    })
+    .map_err(|e| StartError::Io(format!("sandbox: {e}")))?;
+    let local = |path: &str| {
+        Url::parse(&format!("http://{local_addr}/sandbox/{path}"))
+            .map_err(|e| StartError::Io(e.to_string()))
+    };
+    let credentials = Credentials::new(&mch_id, SignType::Md5, Some(&key), None, None)
+        .map_err(|e| StartError::Io(format!("sandbox credentials: {e}")))?;
+    let client = client(client_config(
+        local("pay/gateway")?,
+        local("download/gateway")?,
+        credentials,
+    ))?;
+    Ok((
+        client,
+        Some(sandbox),
+        GatewayKind::Sandbox { base, mch_id, key },
+    ))
+}
+
+/// A key setting holds the key itself (PEM or Base64 DER) or the path of a file holding it.
+fn key_text(name: &'static str, value: Option<&Secret>) -> Result<Option<String>, StartError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let text = value.expose().trim();
+    let looks_like_key = text.starts_with("-----BEGIN")
+        || (text.len() > 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n')));
+    if looks_like_key {
+        return Ok(Some(text.to_string()));
+    }
+    std::fs::read_to_string(text).map(Some).map_err(|e| {
+        ConfigError {
+            name,
+            problem: format!("neither a key nor a readable file: {e}"),
+        }
+        .into()
+    })
 }

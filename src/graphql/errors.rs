@@ -1,7 +1,8 @@
 //! Makes sure every error a client sees carries `extensions.code`. Capability errors bring
-//! their own code; what is left comes from async-graphql itself (a query that does not parse,
-//! fails validation or exceeds the depth/complexity limits, or a variable of the wrong type),
-//! which is the client's mistake: `BAD_USER_INPUT`.
+//! their own code. A codeless error of the whole request comes from async-graphql itself (a
+//! query that does not parse, fails validation, exceeds the depth/complexity limits, or has
+//! a variable of the wrong type): the client's mistake, `BAD_USER_INPUT`. A codeless error of
+//! a field is a bug on our side: `INTERNAL`, with its message replaced.
 
 use std::sync::Arc;
 
@@ -49,10 +50,18 @@ fn add_code(error: &mut ServerError) {
         .extensions
         .as_ref()
         .is_some_and(|ext| ext.get("code").is_some());
-    if !has_code {
-        error
-            .extensions
-            .get_or_insert_with(Default::default)
-            .set("code", Value::from("BAD_USER_INPUT"));
+    if has_code {
+        return;
     }
+    let code = if error.path.is_empty() {
+        "BAD_USER_INPUT"
+    } else {
+        tracing::error!(message = %error.message, path = ?error.path, "field error without a code");
+        error.message = "internal error".into();
+        "INTERNAL"
+    };
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", Value::from(code));
 }

@@ -3,10 +3,16 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod cursor;
 mod errors;
+pub mod ledger;
+pub mod loaders;
+pub mod orders;
 pub mod scalars;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use std::sync::Arc;
+
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
 use crate::app::AppState;
 use crate::error::AppError;
@@ -18,22 +24,38 @@ pub const MAX_COMPLEXITY: usize = 1000;
 
 /// All queries.
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery);
+pub struct Query(
+    accounts::AccountsQuery,
+    orders::OrdersQuery,
+    ledger::LedgerQuery,
+);
 
 /// All mutations.
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation);
+pub struct Mutation(accounts::AccountsMutation, orders::OrdersMutation);
+
+/// All subscriptions.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(orders::OrdersSubscription);
 
 /// The Topup schema.
-pub type TopupSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type TopupSchema = Schema<Query, Mutation, Subscription>;
 
-/// The schema without its runtime data: the server adds the app state; the SDL test uses it
-/// bare.
-pub fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .extension(errors::ErrorCodes)
+/// The client's IP address, added to each request by the transport.
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub String);
+
+/// The schema without its runtime data: the server adds the app state and the loader; the
+/// SDL test uses it bare.
+pub fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .extension(errors::ErrorCodes)
 }
 
 /// The schema in SDL, fields, arguments and enum values sorted: what `schema.graphql` holds.
@@ -48,7 +70,19 @@ pub fn sdl() -> String {
 
 /// The app state every resolver works with (added to the schema by the server).
 pub(crate) fn state<'a>(ctx: &Context<'a>) -> Result<&'a AppState, AppError> {
-    ctx.data::<std::sync::Arc<AppState>>()
-        .map(|s| s.as_ref())
+    state_arc(ctx).map(|s| s.as_ref())
+}
+
+/// The batching loader.
+pub(crate) fn loader<'a>(
+    ctx: &Context<'a>,
+) -> Result<&'a async_graphql::dataloader::DataLoader<loaders::TopupLoader>, AppError> {
+    ctx.data()
+        .map_err(|_| AppError::internal("the schema was built without the loader"))
+}
+
+/// The app state, owned (for streams that outlive the resolver).
+pub(crate) fn state_arc<'a>(ctx: &Context<'a>) -> Result<&'a Arc<AppState>, AppError> {
+    ctx.data::<Arc<AppState>>()
         .map_err(|_| AppError::internal("the schema was built without the app state"))
 }

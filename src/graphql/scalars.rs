@@ -33,8 +33,10 @@ impl ScalarType for Money {
         }
     }
 
+    // Validation runs this, so a bad amount is refused with the request, before any
+    // resolver runs.
     fn is_valid(value: &Value) -> bool {
-        matches!(value, Value::String(_) | Value::Number(_))
+        Money::parse(value.clone()).is_ok()
     }
 
     fn to_value(&self) -> Value {

@@ -14,6 +14,7 @@ use poem::{Body, IntoResponse, Request, Response, handler};
 use super::body::{ReadError, read_limited};
 use crate::accounts::tokens::JwtKeys;
 use crate::app::AppState;
+use crate::graphql::ClientIp;
 use crate::graphql::TopupSchema;
 use crate::graphql::auth::Auth;
 
@@ -70,7 +71,12 @@ pub async fn post(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     );
-    let response = schema.execute(request.data(auth)).await;
+    let ip = ClientIp(
+        req.remote_addr()
+            .as_socket_addr()
+            .map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string()),
+    );
+    let response = schema.execute(request.data(auth).data(ip)).await;
     json_response(StatusCode::OK, &response)
 }
 
@@ -99,8 +105,13 @@ pub fn websocket(
     }
     let state = state.clone();
     let schema = schema.clone();
+    let ip = ClientIp(
+        req.remote_addr()
+            .as_socket_addr()
+            .map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string()),
+    );
     ws.protocols([WS_PROTOCOL])
-        .on_upgrade(move |socket| serve_socket(socket, state, schema))
+        .on_upgrade(move |socket| serve_socket(socket, state, schema, ip))
         .into_response()
 }
 
@@ -108,6 +119,7 @@ async fn serve_socket(
     socket: poem::web::websocket::WebSocketStream,
     state: Arc<AppState>,
     schema: TopupSchema,
+    ip: ClientIp,
 ) {
     let (mut sink, stream) = socket.split();
     let incoming = stream
@@ -121,7 +133,11 @@ async fn serve_socket(
     let keys = state.clone();
     let mut outgoing =
         async_graphql::http::WebSocket::new(schema, incoming, WebSocketProtocols::GraphQLWS)
-            .on_connection_init(move |payload| async move { connection_data(&keys.jwt, &payload) })
+            .on_connection_init(move |payload| async move {
+                let mut data = connection_data(&keys.jwt, &payload)?;
+                data.insert(ip);
+                Ok(data)
+            })
             .keepalive_timeout(None)
             .map(|msg| match msg {
                 WsMessage::Text(text) => Message::text(text),

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod graphql;
+pub mod notify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,18 +12,28 @@ use diesel_async::RunQueryDsl;
 use poem::http::StatusCode;
 use poem::middleware::{CatchPanic, Cors, Tracing};
 use poem::web::Data;
-use poem::{EndpointExt, Route, get, handler};
+use poem::{EndpointExt, Route, get, handler, post};
 
 use crate::app::AppState;
+use crate::gateway::sandbox::Sandbox;
 use crate::graphql::TopupSchema;
 
-/// Every route of a Topup instance.
-pub fn routes(state: Arc<AppState>, schema: TopupSchema) -> impl poem::Endpoint {
-    Route::new()
+/// Every route of a Topup instance (and the sandbox under `/sandbox` in dev mode).
+pub fn routes(
+    state: Arc<AppState>,
+    schema: TopupSchema,
+    sandbox: Option<Sandbox>,
+) -> impl poem::Endpoint {
+    let mut route = Route::new()
         .at("/graphql", get(graphql::graphiql).post(graphql::post))
         .at("/graphql/ws", get(graphql::websocket))
+        .at("/notify/swiftpass", post(notify::swiftpass))
         .at("/healthz", get(healthz))
-        .at("/readyz", get(readyz))
+        .at("/readyz", get(readyz));
+    if let Some(sandbox) = sandbox {
+        route = route.nest("/sandbox", sandbox.endpoint());
+    }
+    route
         .data(state)
         .data(schema)
         .with(Cors::new())

@@ -3,6 +3,8 @@
 
 mod accounts;
 mod gateway;
+mod instances;
+mod recharge;
 mod schema;
 mod support;
 mod ws;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod ledger;
+pub mod pay;
 pub mod ws;
 
 use std::os::unix::process::CommandExt;
@@ -14,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
-use topup::app::{AppState, Application};
+use topup::app::{AppState, Application, GatewayKind};
 use topup::config::{Config, Secret};
 use topup::db::embedded::{Cluster, ClusterOptions};
 
@@ -277,6 +278,9 @@ pub fn test_config(db: &TestDb) -> Config {
     config.data_dir = data_dir;
     config.jwt_secret = Some(Secret::new(JWT_SECRET));
     config.db_pool_size = 10;
+    // Notify retries within tens of milliseconds instead of minutes.
+    config.sandbox_time_scale = 0.001;
+    config.swiftpass.request_timeout = std::time::Duration::from_secs(3);
     config
 }
 
@@ -284,6 +288,7 @@ pub fn test_config(db: &TestDb) -> Config {
 pub struct TestApp {
     pub base: String,
     pub state: Arc<AppState>,
+    pub gateway: GatewayKind,
     pub http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -308,6 +313,7 @@ impl TestApp {
         let app = Application::build(config).await.expect("build the app");
         let base = format!("http://{}", app.local_addr());
         let state = app.state();
+        let gateway = app.gateway_kind().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             app.run_until(async {
@@ -319,6 +325,7 @@ impl TestApp {
         TestApp {
             base,
             state,
+            gateway,
             http: reqwest::Client::new(),
             shutdown: Some(tx),
             server: Some(server),

@@ -1,0 +1,53 @@
+//! `POST /notify/swiftpass`: the gateway's payment notify. The body is read raw (and cut at
+//! the protocol's 64 KiB limit), then handed to `payments::notify`, which stores it before
+//! judging it. The answer is the plain text `success` or `failure`, nothing else.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem::{Body, Request, Response, handler};
+
+use super::body::{ReadError, read_limited};
+use crate::app::AppState;
+use crate::gateway::swiftpass::MAX_BODY;
+use crate::payments::notify::{self, Answer, Inbound};
+
+/// The notify route.
+#[handler]
+pub async fn swiftpass(req: &Request, body: Body, Data(state): Data<&Arc<AppState>>) -> Response {
+    let (body, truncated) = match read_limited(body, MAX_BODY).await {
+        Ok(bytes) => (bytes, false),
+        Err(ReadError::TooLarge(cut)) => (cut.0, true),
+        Err(ReadError::Io(e)) => {
+            tracing::warn!(error = %e, "notify body could not be read");
+            return plain(Answer::Failure);
+        }
+    };
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                serde_json::Value::from(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+            )
+        })
+        .collect();
+    let answer = notify::receive(
+        state,
+        Inbound {
+            body,
+            truncated,
+            headers: serde_json::Value::Object(headers),
+            remote_addr: Some(req.remote_addr().to_string()),
+        },
+    )
+    .await;
+    plain(answer)
+}
+
+fn plain(answer: Answer) -> Response {
+    Response::builder()
+        .content_type("text/plain; charset=utf-8")
+        .body(answer.body())
+}
