@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_graphql::Data;
-use async_graphql::http::{GraphiQLSource, WebSocketProtocols, WsMessage};
+use async_graphql::http::{WebSocketProtocols, WsMessage};
 use futures_util::{SinkExt, StreamExt};
 use poem::http::{StatusCode, header};
 use poem::web::websocket::{Message, WebSocket};
@@ -26,16 +26,12 @@ pub const WS_PROTOCOL: &str = "graphql-transport-ws";
 const CLOSE_FORBIDDEN: u16 = 4403;
 const INIT_REFUSED: &str = "Forbidden: the access token in connection_init is invalid or expired";
 
-/// GraphiQL, pointed at this server.
+/// GraphiQL, pointed at this server. Our own page rather than async-graphql's: it puts the
+/// Authorization header from the Headers tab into `connection_init`, so subscriptions run as
+/// the signed-in user.
 #[handler]
-pub fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Topup GraphiQL")
-            .finish(),
-    )
+pub fn graphiql() -> Html<&'static str> {
+    Html(include_str!("graphiql.html"))
 }
 
 /// One GraphQL request over HTTP.
