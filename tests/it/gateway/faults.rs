@@ -428,6 +428,21 @@ async fn paying_expired_and_closed_orders_needs_force() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
+
+    // What `curl -d '{"force": true}'` sends: JSON labelled as a form.
+    let mut closed = native_request(NativeService::Weixin, "X3", 100);
+    closed.notify_url = sink.url.clone();
+    client.native(&closed).await.unwrap();
+    client.close("X3").await.unwrap();
+    let response = http()
+        .post(format!("{}/orders/X3/pay", sb.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"force": true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(json_body(response).await["trade_state"], "SUCCESS");
 }
 
 #[tokio::test]
