@@ -210,13 +210,15 @@ fn standalone_command_line() {
         "--mch-id",
         "123",
         "--key",
-        "k",
+        "s3cr3t-key",
         "--time-scale",
         "0.01",
     ])
     .unwrap();
     assert_eq!(cli.sandbox.mch_id, "123");
-    assert_eq!(cli.sandbox.key, "k");
+    assert_eq!(cli.sandbox.key, "s3cr3t-key");
+    let shown = format!("{:?}", cli.sandbox);
+    assert!(!shown.contains("s3cr3t-key"), "{shown}");
     assert_eq!(cli.sandbox.time_scale, 0.01);
     // RSA needs both keys.
     assert!(Cli::try_parse_from(["sandbox", "--merchant-public-key", "m.pem"]).is_err());
