@@ -4,6 +4,29 @@
 //! schedule, refunds that are `PROCESSING` for a while, unknown outcomes), and lets tests
 //! inject faults. State lives in memory only.
 //!
+//! # Usage
+//!
+//! ```text
+//! topup sandbox --listen 127.0.0.1:8001 --time-scale 0.01     # notifies/refunds 100× faster
+//! #   merchant 7551000001, MD5 key 9d101c97133837e13dde2d32a5054abb (the public test pair)
+//! #   gateway  http://127.0.0.1:8001/pay/gateway
+//! #   bills    http://127.0.0.1:8001/download/gateway
+//! #   RSA:     --merchant-public-key merchant_pub.pem --platform-private-key platform.pem
+//!
+//! # the customer pays order R1 (or open its code_url in a browser and press Pay)
+//! curl -X POST http://127.0.0.1:8001/orders/R1/pay
+//! # the channel takes the money although R1 was closed or expired
+//! curl -X POST http://127.0.0.1:8001/orders/R1/pay -d '{"force": true}'
+//! # what the sandbox knows about R1, notify attempts included
+//! curl http://127.0.0.1:8001/orders/R1
+//! # make the next query time out
+//! curl -X POST http://127.0.0.1:8001/control \
+//!      -d '{"service": "unified.trade.query", "mode": "timeout", "times": 1}'
+//! ```
+//!
+//! In-process, build a [`Sandbox`] and mount [`Sandbox::endpoint`] with
+//! `Route::nest("/sandbox", …)`; `public_base_url` must then end in `/sandbox`.
+//!
 //! # Routes (relative to where the endpoint is mounted)
 //!
 //! | Route | What |

@@ -38,20 +38,17 @@ pub(crate) async fn pay(sb: Sandbox, mut req: Request) -> Response {
         .raw_path_param("out_trade_no")
         .unwrap_or_default()
         .to_owned();
-    let from_form = req
+    let is_form = req
         .content_type()
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
     let Ok(body) = req.take_body().into_bytes_limit(4096).await else {
         return json_error(StatusCode::BAD_REQUEST, "body too large");
     };
-    let force = if from_form {
-        url::form_urlencoded::parse(&body)
-            .any(|(k, v)| k == "force" && matches!(v.as_ref(), "true" | "on" | "1"))
-    } else if body.iter().all(u8::is_ascii_whitespace) {
-        false
-    } else {
-        match serde_json::from_slice::<PayRequest>(&body) {
-            Ok(request) => request.force,
+    // Told apart by the body first: `curl -d '{"force": true}'` labels its JSON as a form.
+    let trimmed = body.trim_ascii();
+    let (force, from_page) = if trimmed.starts_with(b"{") {
+        match serde_json::from_slice::<PayRequest>(trimmed) {
+            Ok(request) => (request.force, false),
             Err(e) => {
                 return json_error(
                     StatusCode::BAD_REQUEST,
@@ -59,6 +56,17 @@ pub(crate) async fn pay(sb: Sandbox, mut req: Request) -> Response {
                 );
             }
         }
+    } else if is_form {
+        let force = url::form_urlencoded::parse(trimmed)
+            .any(|(k, v)| k == "force" && matches!(v.as_ref(), "true" | "on" | "1"));
+        (force, true)
+    } else if trimmed.is_empty() {
+        (false, false)
+    } else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "body must be empty, {\"force\": bool}, or the page's form",
+        );
     };
     if let Err((status, message)) = sb.mark_paid(&out_trade_no, force) {
         return json_error(status, &message);
@@ -68,7 +76,7 @@ pub(crate) async fn pay(sb: Sandbox, mut req: Request) -> Response {
     let Some(order) = state.orders.get(&out_trade_no) else {
         return json_error(StatusCode::NOT_FOUND, "order not found");
     };
-    if from_form {
+    if from_page {
         // Back to the order page, which now shows it paid.
         return Response::builder()
             .status(StatusCode::SEE_OTHER)

@@ -15,7 +15,7 @@ use crate::gateway::swiftpass::sign::{parse_private_key, parse_public_key};
 const DEV_KEY: &str = "9d101c97133837e13dde2d32a5054abb";
 
 /// Command-line settings of a standalone sandbox.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct SandboxArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8001")]
@@ -38,6 +38,20 @@ pub struct SandboxArgs {
     /// Base URL the outside uses to reach the sandbox (default: http://LISTEN).
     #[arg(long)]
     pub public_base_url: Option<String>,
+}
+
+impl std::fmt::Debug for SandboxArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxArgs")
+            .field("listen", &self.listen)
+            .field("mch_id", &self.mch_id)
+            .field("key", &"<redacted>")
+            .field("time_scale", &self.time_scale)
+            .field("merchant_public_key", &self.merchant_public_key)
+            .field("platform_private_key", &self.platform_private_key)
+            .field("public_base_url", &self.public_base_url)
+            .finish()
+    }
 }
 
 fn invalid(message: String) -> io::Error {

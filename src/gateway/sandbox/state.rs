@@ -189,6 +189,7 @@ impl Order {
             "transaction_id": self.transaction_id,
             "out_transaction_id": self.payment.as_ref().map(|p| &p.out_transaction_id),
             "time_end": self.payment.as_ref().map(|p| format_time(p.time_end)),
+            "paid_at": self.payment.as_ref().map(|p| p.time_end),
             "forced": self.payment.as_ref().is_some_and(|p| p.forced),
             "created_at": self.created_at,
             "expires_at": self.expires_at,

@@ -281,14 +281,6 @@ impl Verifier {
             }
         }
     }
-
-    /// Whether this verifier can check a message signed with `sign_type`.
-    pub fn accepts(&self, sign_type: SignType) -> bool {
-        match self {
-            Verifier::Md5 { .. } => sign_type == SignType::Md5,
-            Verifier::Rsa { .. } => sign_type.is_rsa(),
-        }
-    }
 }
 
 impl fmt::Debug for Verifier {

@@ -491,35 +491,48 @@ fn signed_answer(fields: &[(&str, &str)], key: &str) -> Params {
 #[tokio::test]
 async fn untrustworthy_answers_are_unknown() {
     let md5 = || Credentials::new(MCH_ID, SignType::Md5, Some(MD5_KEY), None, None).unwrap();
-    let ok = [
-        ("status", "0"),
-        ("result_code", "0"),
-        ("mch_id", MCH_ID),
-        ("sign_type", "MD5"),
-        ("nonce_str", "n"),
-    ];
+    // A complete, believable query answer: only what each case changes makes it untrustworthy.
+    let time_end = format_time(Utc::now());
+    let complete = |mch_id: &'static str| {
+        vec![
+            ("status", "0"),
+            ("result_code", "0"),
+            ("mch_id", mch_id),
+            ("sign_type", "MD5"),
+            ("nonce_str", "n"),
+            ("trade_state", "SUCCESS"),
+            ("out_trade_no", "T1"),
+            ("total_fee", "100"),
+            ("time_end", time_end.as_str()),
+        ]
+    };
+    let (base, server) = fake_gateway(signed_answer(&complete(MCH_ID), MD5_KEY)).await;
+    let trusted = client_with(&base, md5(), Duration::from_secs(5))
+        .query(TradeRef::OutTradeNo("T1".into()))
+        .await
+        .unwrap();
+    assert_eq!(trusted.trade_state, TradeState::Success);
+    server.abort();
+
     let cases = [
-        ("forged signature", signed_answer(&ok, "attacker")),
         (
-            "another merchant",
-            signed_answer(
-                &[
-                    ("status", "0"),
-                    ("result_code", "0"),
-                    ("mch_id", "999"),
-                    ("sign_type", "MD5"),
-                ],
-                MD5_KEY,
-            ),
+            "forged signature",
+            signed_answer(&complete(MCH_ID), "attacker"),
         ),
+        ("another merchant", signed_answer(&complete("999"), MD5_KEY)),
         ("no signature", {
-            let mut p = signed_answer(&ok, MD5_KEY);
+            let mut p = signed_answer(&complete(MCH_ID), MD5_KEY);
             p.remove("sign");
+            p
+        }),
+        ("tampered after signing", {
+            let mut p = signed_answer(&complete(MCH_ID), MD5_KEY);
+            p.insert("total_fee".into(), "1".into());
             p
         }),
         (
             "signed success without the service fields",
-            signed_answer(&ok, MD5_KEY),
+            signed_answer(&complete(MCH_ID)[..5], MD5_KEY),
         ),
     ];
     for (what, answer) in cases {
@@ -532,6 +545,21 @@ async fn untrustworthy_answers_are_unknown() {
         );
         server.abort();
     }
+
+    // A non-200 answer, even with a valid body, is unknown.
+    let body = to_xml(&signed_answer(&complete(MCH_ID), MD5_KEY));
+    let (addr, server) = serve(poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
+            .body(body.clone())
+    }))
+    .await;
+    let client = client_with(&format!("http://{addr}"), md5(), Duration::from_secs(5));
+    assert!(matches!(
+        client.query(TradeRef::OutTradeNo("T1".into())).await,
+        Err(GatewayError::Unknown { .. })
+    ));
+    server.abort();
 
     // An unsigned protocol refusal is believed without a signature.
     let (base, server) = fake_gateway(

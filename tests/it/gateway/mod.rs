@@ -3,6 +3,10 @@
 //! delivery and fault injection.
 
 mod client;
+mod faults;
+mod notify;
 mod sign;
 mod support;
+mod types;
+mod wire;
 mod xml;
