@@ -1,4 +1,4 @@
-//! The `topup` command line: `serve` (the default), `migrate`, `schema`, `admin`.
+//! The `topup` command line: `serve` (the default), `migrate`, `schema`, `sandbox`, `admin`.
 
 use std::process::ExitCode;
 
@@ -28,6 +28,8 @@ enum Command {
     Migrate,
     /// Print the GraphQL schema (what schema.graphql holds).
     Schema,
+    /// Run the SwiftPass sandbox on its own (a local simulator of the gateway).
+    Sandbox(topup::gateway::sandbox::SandboxArgs),
     /// Administration tasks.
     Admin {
         #[command(subcommand)]
@@ -79,6 +81,9 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Serve => serve().await,
+        Command::Sandbox(args) => topup::gateway::sandbox::run_standalone(args)
+            .await
+            .map_err(|e| e.to_string()),
         Command::Migrate => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
             with_database(&config, async |url| {

@@ -67,11 +67,7 @@ pub async fn post(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     );
-    let ip = ClientIp(
-        req.remote_addr()
-            .as_socket_addr()
-            .map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string()),
-    );
+    let ip = client_ip(req);
     let response = schema.execute(request.data(auth).data(ip)).await;
     json_response(StatusCode::OK, &response)
 }
@@ -101,11 +97,7 @@ pub fn websocket(
     }
     let state = state.clone();
     let schema = schema.clone();
-    let ip = ClientIp(
-        req.remote_addr()
-            .as_socket_addr()
-            .map_or_else(|| "127.0.0.1".to_string(), |a| a.ip().to_string()),
-    );
+    let ip = client_ip(req);
     ws.protocols([WS_PROTOCOL])
         .on_upgrade(move |socket| serve_socket(socket, state, schema, ip))
         .into_response()
@@ -161,6 +153,15 @@ fn connection_data(keys: &JwtKeys, payload: &serde_json::Value) -> async_graphql
     let mut data = Data::default();
     data.insert(auth);
     Ok(data)
+}
+
+/// The peer's IP (an IPv4-mapped IPv6 address as IPv4).
+fn client_ip(req: &Request) -> ClientIp {
+    let ip = req
+        .remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip().to_canonical().to_string());
+    ClientIp(ip.unwrap_or_else(|| "127.0.0.1".to_string()))
 }
 
 /// A GraphQL-shaped error body (for failures before the request reaches the schema).

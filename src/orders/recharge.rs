@@ -252,9 +252,12 @@ async fn request_code(
         out_trade_no: order.order_no.clone(),
         body: format!("Topup 充值 ¥{}", format_yuan(order.amount)),
         total_fee: order.amount,
+        // SwiftPass takes at most 16 characters here: an IPv4 address. A long IPv6 one is
+        // kept on the order, and the gateway gets the loopback address instead.
         mch_create_ip: order
             .client_ip
             .clone()
+            .filter(|ip| ip.len() <= 16)
             .unwrap_or_else(|| "127.0.0.1".into()),
         notify_url: state.notify_url.clone(),
         attach: None,
