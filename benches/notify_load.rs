@@ -1,0 +1,321 @@
+//! Load on the payment path: how many payments per second one instance applies, and how
+//! long a notify waits for its `success`.
+//!
+//! It starts a Topup (release build) on a loopback port over a fresh database — on the server
+//! in `BENCH_DATABASE_URL`, or on a private throw-away cluster — creates customers with one
+//! pending recharge each, then:
+//! 1. POSTs one signed notify per order to `/notify/swiftpass` (all different customers);
+//! 2. POSTs them all again (every one a duplicate: the path retries take);
+//! 3. applies payments for a second set of orders by calling `apply_payment` directly (the
+//!    reconciler's path, no HTTP).
+//!
+//! It checks the outcome (every order PAID once, every wallet equal to its order) and prints
+//! rates and latency percentiles. Bounded: `BENCH_ORDERS` (default 2000) orders per phase,
+//! `BENCH_CONCURRENCY` (default 32) requests in flight, and each phase stops after
+//! `BENCH_SECONDS` (default 60).
+//!
+//! Run: `cargo bench --bench notify_load`
+
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use topup::app::{Application, GatewayKind};
+use topup::config::{Config, Secret};
+use topup::db::embedded::{Cluster, ClusterOptions};
+use topup::gateway::swiftpass::Params;
+use topup::gateway::swiftpass::sign::md5_sign;
+use topup::gateway::swiftpass::xml::to_xml;
+use topup::payments::{PaymentResult, PaymentSource, apply_payment};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let orders = env_or("BENCH_ORDERS", 2000);
+    let concurrency = env_or("BENCH_CONCURRENCY", 32);
+    let cap = Duration::from_secs(env_or("BENCH_SECONDS", 60) as u64);
+
+    let (admin_url, url_of, cluster) = match std::env::var("BENCH_DATABASE_URL") {
+        Ok(url) => {
+            let mut u = url::Url::parse(&url).expect("BENCH_DATABASE_URL");
+            u.set_path("/DB");
+            let pattern = u.to_string();
+            (url, pattern, None)
+        }
+        Err(_) => {
+            let dir = std::env::temp_dir().join(format!("topup-bench-pg-{}", std::process::id()));
+            let cluster = Cluster::start(&ClusterOptions {
+                dir,
+                ephemeral: false,
+            })
+            .await
+            .expect("private cluster");
+            (cluster.url("postgres"), cluster.url("DB"), Some(cluster))
+        }
+    };
+    let db = format!("topup_bench_{}", std::process::id());
+    let mut admin = AsyncPgConnection::establish(&admin_url)
+        .await
+        .expect("connect");
+    diesel::sql_query(format!("CREATE DATABASE {db}"))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let url = url_of.replace("/DB", &format!("/{db}"));
+
+    let mut config = Config::from_lookup(|_| None).expect("config");
+    config.database_url = Some(Secret::new(url.clone()));
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.jwt_secret = Some(Secret::new("bench"));
+    config.db_pool_size = 32;
+    config.data_dir = std::env::temp_dir().join(format!("topup-bench-data-{}", std::process::id()));
+    let app = Application::build(config).await.expect("app");
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state();
+    let (mch_id, key) = match app.gateway_kind() {
+        GatewayKind::Sandbox { mch_id, key, .. } => (mch_id.clone(), key.clone()),
+        GatewayKind::Remote { .. } => unreachable!("no gateway configured"),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stop_rx.await;
+    }));
+
+    let mut conn = AsyncPgConnection::establish(&url).await.expect("connect");
+    let http_orders = seed(&mut conn, "H", orders).await;
+    let direct_orders = seed(&mut conn, "D", orders).await;
+
+    println!(
+        "notify_load: {orders} orders per phase, {concurrency} in flight, {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("client");
+    let bodies: Vec<String> = http_orders
+        .iter()
+        .map(|(no, amount)| notify_body(&mch_id, &key, no, *amount))
+        .collect();
+
+    let first = run_phase(&bodies, concurrency, cap, |body| {
+        let client = client.clone();
+        let url = format!("{base}/notify/swiftpass");
+        async move {
+            let answer = client
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (answer == "success").then_some(())
+        }
+    })
+    .await;
+    report("notify, first delivery (applies)", &first);
+    let again = run_phase(&bodies, concurrency, cap, |body| {
+        let client = client.clone();
+        let url = format!("{base}/notify/swiftpass");
+        async move {
+            let answer = client
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (answer == "success").then_some(())
+        }
+    })
+    .await;
+    report("notify, duplicate delivery", &again);
+
+    let payments: Vec<PaymentResult> = direct_orders
+        .iter()
+        .map(|(no, amount)| PaymentResult {
+            order_no: no.clone(),
+            amount: *amount,
+            transaction_id: Some(format!("T{no}")),
+            out_transaction_id: None,
+            paid_at: None,
+            source: PaymentSource::Query,
+        })
+        .collect();
+    let direct = run_phase(&payments, concurrency, cap, |payment| {
+        let state = state.clone();
+        async move { apply_payment(&state.pool, &payment).await.ok().map(|_| ()) }
+    })
+    .await;
+    report("apply_payment, direct", &direct);
+
+    verify(&mut conn, first.done + direct.done).await;
+
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    drop(conn);
+    drop(state);
+    let _ = diesel::sql_query(format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await;
+    if let Some(cluster) = cluster {
+        let _ = cluster.stop().await;
+        let _ = std::fs::remove_dir_all(cluster.dir());
+    }
+}
+
+/// Creates `n` customers, each with a wallet and one pending recharge; returns the orders.
+async fn seed(conn: &mut AsyncPgConnection, tag: &str, n: usize) -> Vec<(String, i64)> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        order_no: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        amount: i64,
+    }
+    let sql = format!(
+        "WITH u AS (
+            INSERT INTO users (email, password_hash, role)
+            SELECT lower('bench-{tag}-') || g || '@example.com', 'x', 'CUSTOMER' FROM generate_series(1, {n}) g
+            RETURNING id
+         ), w AS (
+            INSERT INTO ledger_accounts (kind, code, user_id, balance)
+            SELECT 'CUSTOMER_WALLET', 'wallet:' || id, id, 0 FROM u
+         )
+         INSERT INTO orders (order_no, user_id, kind, status, channel, amount, created_at, expires_at)
+         SELECT '{tag}' || lpad(id::text, 20, '0'), id, 'RECHARGE', 'PENDING',
+                CASE WHEN id % 2 = 0 THEN 'WECHAT' ELSE 'ALIPAY' END, 100 + id % 1000,
+                now(), now() + interval '15 minutes'
+           FROM u
+         RETURNING order_no, amount"
+    );
+    let rows: Vec<Row> = diesel::sql_query(sql).load(conn).await.expect("seed");
+    rows.into_iter().map(|r| (r.order_no, r.amount)).collect()
+}
+
+fn notify_body(mch_id: &str, key: &str, order_no: &str, amount: i64) -> String {
+    let mut p = Params::new();
+    for (k, v) in [
+        ("version", "2.0"),
+        ("charset", "UTF-8"),
+        ("sign_type", "MD5"),
+        ("status", "0"),
+        ("result_code", "0"),
+        ("pay_result", "0"),
+        ("mch_id", mch_id),
+        ("nonce_str", "bench"),
+        ("out_trade_no", order_no),
+        ("trade_type", "pay.weixin.native"),
+        ("time_end", "20261125180004"),
+    ] {
+        p.insert(k.into(), v.into());
+    }
+    p.insert("total_fee".into(), amount.to_string());
+    p.insert("transaction_id".into(), format!("T{order_no}"));
+    let sign = md5_sign(&p, key);
+    p.insert("sign".into(), sign);
+    to_xml(&p)
+}
+
+struct Phase {
+    done: usize,
+    failed: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+async fn run_phase<T, F, Fut>(items: &[T], concurrency: usize, cap: Duration, op: F) -> Phase
+where
+    T: Clone,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Option<()>>,
+{
+    let started = Instant::now();
+    let deadline = started + cap;
+    let results: Vec<Option<Duration>> = futures_util::stream::iter(items.iter().cloned())
+        .take_while(|_| futures_util::future::ready(Instant::now() < deadline))
+        .map(|item| {
+            let fut = op(item);
+            async move {
+                let t = Instant::now();
+                fut.await.map(|()| t.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let mut latencies: Vec<Duration> = results.iter().flatten().copied().collect();
+    latencies.sort();
+    Phase {
+        done: latencies.len(),
+        failed: results.len() - latencies.len(),
+        elapsed,
+        latencies,
+    }
+}
+
+fn report(name: &str, p: &Phase) {
+    let pct = |q: f64| {
+        p.latencies
+            .get(((p.latencies.len() as f64 - 1.0) * q).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{name:<36} {:>6} ok {:>3} failed in {:>6.2} s = {:>7.0}/s   p50 {:>6.1} ms  p95 {:>6.1} ms  p99 {:>6.1} ms",
+        p.done,
+        p.failed,
+        p.elapsed.as_secs_f64(),
+        p.done as f64 / p.elapsed.as_secs_f64(),
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+    );
+}
+
+/// Every applied order is PAID with exactly one entry, and the wallets hold exactly the sum.
+async fn verify(conn: &mut AsyncPgConnection, applied: usize) {
+    #[derive(diesel::QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        paid: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        entries: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        paid_sum: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        wallet_sum: i64,
+    }
+    let c: Check = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM orders WHERE status = 'PAID') AS paid,
+                (SELECT count(*) FROM journal_entries) AS entries,
+                (SELECT coalesce(sum(amount), 0)::bigint FROM orders WHERE status = 'PAID') AS paid_sum,
+                (SELECT coalesce(sum(balance), 0)::bigint FROM ledger_accounts WHERE kind = 'CUSTOMER_WALLET') AS wallet_sum",
+    )
+    .get_result(conn)
+    .await
+    .expect("verify");
+    assert_eq!(
+        c.paid as usize, applied,
+        "every applied payment made one PAID order"
+    );
+    assert_eq!(c.entries, c.paid, "one journal entry per paid order");
+    assert_eq!(
+        c.paid_sum, c.wallet_sum,
+        "wallets hold exactly what was paid"
+    );
+    println!(
+        "verified: {} orders PAID once, wallets hold {} fen",
+        c.paid, c.wallet_sum
+    );
+}
