@@ -233,22 +233,35 @@ CREATE TABLE postings (
 CREATE INDEX postings_account ON postings (account_id, id);
 CREATE INDEX postings_entry ON postings (entry_id);
 
--- Checked at commit, once per entry: the postings of an entry sum to zero, and there are
--- at least two of them.
-CREATE FUNCTION journal_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Checked at commit: the postings of an entry sum to zero, and there are at least two of
+-- them. Checked for every new entry and for every entry that got a posting, so a posting
+-- added later to an old entry cannot unbalance it either.
+CREATE FUNCTION check_entry_balanced(entry BIGINT) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     total BIGINT;
     n     INT;
 BEGIN
-    SELECT coalesce(sum(amount), 0), count(*) INTO total, n FROM postings WHERE entry_id = NEW.id;
+    SELECT coalesce(sum(amount), 0), count(*) INTO total, n FROM postings WHERE entry_id = entry;
     IF total <> 0 OR n < 2 THEN
-        RAISE EXCEPTION 'journal entry % is unbalanced (sum %, % postings)', NEW.id, total, n;
+        RAISE EXCEPTION 'journal entry % is unbalanced (sum %, % postings)', entry, total, n;
     END IF;
+END $$;
+CREATE FUNCTION journal_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM check_entry_balanced(NEW.id);
+    RETURN NULL;
+END $$;
+CREATE FUNCTION posting_entry_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM check_entry_balanced(NEW.entry_id);
     RETURN NULL;
 END $$;
 CREATE CONSTRAINT TRIGGER journal_entries_balanced AFTER INSERT ON journal_entries
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION journal_entry_balanced();
+CREATE CONSTRAINT TRIGGER postings_balanced AFTER INSERT ON postings
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION posting_entry_balanced();
 
 -- The ledger is append-only.
 CREATE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -13,7 +13,7 @@ use crate::db::Pool;
 use crate::db::schema::{invite_codes, refresh_tokens, sessions, users};
 use crate::error::{AppError, AppResult};
 use crate::ledger;
-use tokens::{JwtKeys, REFRESH_TTL, Viewer};
+use tokens::{JwtKeys, REFRESH_TTL};
 
 crate::text_enum! {
     /// What a user may see and do.
@@ -359,13 +359,9 @@ fn grant(
     user: User,
     (session_id, refresh_token): (i64, String),
 ) -> AppResult<AuthGrant> {
-    let viewer = Viewer {
-        user_id: user.id,
-        role: user.role,
-        session_id,
-    };
-    let (access_token, access_token_expires_at) =
-        keys.issue(&viewer).map_err(AppError::internal)?;
+    let (access_token, access_token_expires_at) = keys
+        .issue(user.id, user.role, session_id)
+        .map_err(AppError::internal)?;
     Ok(AuthGrant {
         access_token,
         access_token_expires_at,

@@ -43,6 +43,9 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// Seconds of clock skew tolerated on `exp`.
+pub const LEEWAY_SECS: i64 = 5;
+
 /// An authenticated caller, read from a valid access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Viewer {
@@ -52,6 +55,16 @@ pub struct Viewer {
     pub role: Role,
     /// The session.
     pub session_id: i64,
+    /// When the token expires (Unix seconds). A WebSocket connection authenticates once,
+    /// so every operation on it checks this again.
+    pub expires_at: i64,
+}
+
+impl Viewer {
+    /// Whether the token it came from has expired.
+    pub fn is_expired(&self) -> bool {
+        Utc::now().timestamp() >= self.expires_at + LEEWAY_SECS
+    }
 }
 
 /// Why an access token was refused.
@@ -83,7 +96,7 @@ impl JwtKeys {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS as u64;
         JwtKeys {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
@@ -91,14 +104,19 @@ impl JwtKeys {
         }
     }
 
-    /// Issues an access token; returns it with its expiry.
-    pub fn issue(&self, viewer: &Viewer) -> Result<(String, DateTime<Utc>), String> {
+    /// Issues an access token for a user's session; returns it with its expiry.
+    pub fn issue(
+        &self,
+        user_id: i64,
+        role: Role,
+        session_id: i64,
+    ) -> Result<(String, DateTime<Utc>), String> {
         let now = Utc::now();
         let exp = now + ACCESS_TTL;
         let claims = Claims {
-            sub: viewer.user_id.to_string(),
-            role: viewer.role.as_str().to_string(),
-            sid: viewer.session_id,
+            sub: user_id.to_string(),
+            role: role.as_str().to_string(),
+            sid: session_id,
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             iat: now.timestamp(),
@@ -121,6 +139,7 @@ impl JwtKeys {
             user_id: claims.sub.parse().map_err(|_| TokenProblem::Invalid)?,
             role: Role::parse(&claims.role).ok_or(TokenProblem::Invalid)?,
             session_id: claims.sid,
+            expires_at: claims.exp,
         })
     }
 }
@@ -181,14 +200,20 @@ mod tests {
 
     #[test]
     fn issued_tokens_verify() {
-        let viewer = Viewer {
-            user_id: 7,
-            role: Role::Admin,
-            session_id: 3,
-        };
-        let (token, exp) = keys().issue(&viewer).expect("issue");
+        let (token, exp) = keys().issue(7, Role::Admin, 3).expect("issue");
         assert!(exp > Utc::now());
-        assert_eq!(keys().verify(&token), Ok(viewer));
+        let viewer = keys().verify(&token).expect("verify");
+        assert_eq!(
+            (viewer.user_id, viewer.role, viewer.session_id),
+            (7, Role::Admin, 3)
+        );
+        assert_eq!(viewer.expires_at, exp.timestamp());
+        assert!(!viewer.is_expired());
+        let old = Viewer {
+            expires_at: Utc::now().timestamp() - 60,
+            ..viewer
+        };
+        assert!(old.is_expired());
         let other = JwtKeys::new(&Secret::new("another-secret"));
         assert_eq!(other.verify(&token), Err(TokenProblem::Invalid));
     }

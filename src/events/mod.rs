@@ -3,9 +3,10 @@
 //! A change writes its `order_events` row and a `pg_notify` carrying only the row's id in the
 //! same transaction, so an event is published exactly when (and only if) its change commits,
 //! to every instance. Each instance holds ONE listening connection ([`EventHub`]); it reads
-//! the announced rows (in batches) and fans them out in memory to its subscribers. When the
-//! listening connection drops, the hub reconnects and tells subscribers to re-read what they
-//! watch ([`HubMessage::Resync`]), since notifications sent meanwhile are lost.
+//! the announced rows (in batches) and fans them out in memory to its subscribers. Whenever
+//! the hub (re)starts listening it tells subscribers to re-read what they watch
+//! ([`HubMessage::Resync`]), since notifications sent while nobody listened are lost. An idle
+//! listening connection is probed, so a silently dead one is noticed within a minute.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,9 @@ pub const CHANNEL: &str = "topup_order_events";
 
 /// How many events a slow subscriber may fall behind before it must re-read.
 const BUFFER: usize = 4096;
+
+/// After this long without a notification the listening connection is probed.
+const IDLE_PROBE: Duration = Duration::from_secs(30);
 
 /// What happened to an order, with what subscribers filter on.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -153,7 +157,6 @@ impl Drop for EventHub {
 
 async fn listen_forever(url: Secret, pool: Pool, tx: broadcast::Sender<HubMessage>) {
     let mut backoff = Duration::from_millis(100);
-    let mut connected_before = false;
     loop {
         match AsyncPgConnection::establish(url.expose()).await {
             Ok(mut conn) => {
@@ -162,11 +165,9 @@ async fn listen_forever(url: Secret, pool: Pool, tx: broadcast::Sender<HubMessag
                     .await;
                 match listening {
                     Ok(_) => {
-                        if connected_before {
-                            tracing::info!("event listener reconnected");
-                            let _ = tx.send(HubMessage::Resync);
-                        }
-                        connected_before = true;
+                        tracing::debug!("event listener listening");
+                        // Subscribers that started before this point may have missed events.
+                        let _ = tx.send(HubMessage::Resync);
                         backoff = Duration::from_millis(100);
                         pump(&mut conn, &pool, &tx).await;
                         tracing::warn!("event listener connection lost");
@@ -181,12 +182,28 @@ async fn listen_forever(url: Secret, pool: Pool, tx: broadcast::Sender<HubMessag
     }
 }
 
-/// Forwards notifications until the connection ends. Notifications that arrive together are
-/// read with one query.
+/// Forwards notifications until the connection ends or fails a probe. Notifications that
+/// arrive together are read with one query.
 async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, tx: &broadcast::Sender<HubMessage>) {
-    let stream = conn.notifications_stream();
-    let mut batches = std::pin::pin!(stream.ready_chunks(256));
-    while let Some(batch) = batches.next().await {
+    loop {
+        // The stream buffers everything the connection received, so dropping it to probe
+        // the connection loses nothing.
+        let next = {
+            let stream = conn.notifications_stream();
+            let mut batches = std::pin::pin!(stream.ready_chunks(256));
+            tokio::time::timeout(IDLE_PROBE, batches.next()).await
+        };
+        let batch = match next {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return,
+            Err(_idle) => {
+                let probe = diesel::sql_query("SELECT 1").execute(conn);
+                match tokio::time::timeout(Duration::from_secs(5), probe).await {
+                    Ok(Ok(_)) => continue,
+                    _ => return,
+                }
+            }
+        };
         let mut ids = Vec::with_capacity(batch.len());
         for item in batch {
             match item {

@@ -40,6 +40,9 @@ impl Auth {
     /// The authenticated caller, or why there is none.
     pub fn viewer(&self) -> Result<Viewer, AppError> {
         match self {
+            Auth::Viewer(v) if v.is_expired() => {
+                Err(AppError::Unauthenticated("access token expired"))
+            }
             Auth::Viewer(v) => Ok(*v),
             Auth::Anonymous => Err(AppError::Unauthenticated("authentication required")),
             Auth::Refused(TokenProblem::Expired) => {

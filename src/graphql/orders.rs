@@ -12,6 +12,7 @@ use super::loaders::OrderEventsLoader;
 use super::scalars::Money;
 use super::{ClientIp, cursor, state, state_arc};
 use crate::accounts::Role;
+use crate::accounts::tokens::LEEWAY_SECS;
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::events::{EventRow, HubMessage};
@@ -364,12 +365,14 @@ impl OrdersSubscription {
             let mut conn = app.pool.get().await.map_err(AppError::from)?;
             orders::visible_order(&mut conn, &order_no, v.user_id, v.role == Role::Admin).await?
         };
-        Ok(status_stream(app, rx, order))
+        Ok(status_stream(app, rx, order, v.expires_at))
     }
 }
 
 struct Follow {
     app: Arc<AppState>,
+    // The stream ends when the subscriber's token does: it was checked only at the start.
+    token_deadline: tokio::time::Instant,
     rx: tokio::sync::broadcast::Receiver<HubMessage>,
     order_id: i64,
     order_no: String,
@@ -382,8 +385,12 @@ fn status_stream(
     app: Arc<AppState>,
     rx: tokio::sync::broadcast::Receiver<HubMessage>,
     order: Order,
+    token_expires_at: i64,
 ) -> impl Stream<Item = async_graphql::Result<OrderStatusUpdate>> {
+    let left = token_expires_at + LEEWAY_SECS - Utc::now().timestamp();
     let follow = Follow {
+        token_deadline: tokio::time::Instant::now()
+            + std::time::Duration::from_secs(left.max(0).unsigned_abs()),
         app,
         rx,
         order_id: order.id,
@@ -400,7 +407,12 @@ fn status_stream(
             return Some((Ok(f.emit(order)), f));
         }
         loop {
-            let reread = match f.rx.recv().await {
+            let Ok(received) = tokio::time::timeout_at(f.token_deadline, f.rx.recv()).await else {
+                f.done = true;
+                let expired = AppError::Unauthenticated("access token expired");
+                return Some((Err(expired.into()), f));
+            };
+            let reread = match received {
                 Ok(HubMessage::Event(e)) => {
                     e.event.order_id == f.order_id && Some(e.event.status) != f.last
                 }

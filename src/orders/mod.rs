@@ -250,19 +250,31 @@ pub async fn list_for_user(
     Ok((rows, more))
 }
 
-/// Marks a pending order FAILED (the gateway refused it). Returns the order as changed, or
-/// `None` when it was no longer pending.
-pub async fn mark_failed(
+/// Ends a pending order unpaid: FAILED (the gateway refused it; `detail` is the reason) or
+/// CLOSED (expired or cancelled; `detail` says why). Returns the order as changed, or `None`
+/// when it was no longer pending.
+pub async fn end_unpaid(
     conn: &mut AsyncPgConnection,
     order_id: i64,
-    reason: &str,
+    to: OrderStatus,
+    detail: &str,
 ) -> AppResult<Option<Order>> {
+    let (failure_reason, closed_at) = match to {
+        OrderStatus::Failed => (Some(detail), None),
+        OrderStatus::Closed => (None, Some(Utc::now())),
+        other => {
+            return Err(AppError::internal(format!(
+                "end_unpaid cannot make an order {other}"
+            )));
+        }
+    };
     let changed: Option<Order> = diesel::update(orders::table)
         .filter(orders::id.eq(order_id))
-        .filter(orders::status.eq_any(OrderStatus::Failed.sources()))
+        .filter(orders::status.eq_any(to.sources()))
         .set((
-            orders::status.eq(OrderStatus::Failed),
-            orders::failure_reason.eq(reason),
+            orders::status.eq(to),
+            orders::failure_reason.eq(failure_reason),
+            orders::closed_at.eq(closed_at),
             orders::next_query_at.eq(None::<DateTime<Utc>>),
             orders::updated_at.eq(diesel::dsl::now),
         ))
@@ -271,33 +283,7 @@ pub async fn mark_failed(
         .await
         .optional()?;
     if let Some(order) = &changed {
-        events::record(conn, order.id, "FAILED", OrderStatus::Failed, Some(reason)).await?;
-    }
-    Ok(changed)
-}
-
-/// Marks a pending order CLOSED. Returns the order as changed, or `None` when it was no
-/// longer pending.
-pub async fn mark_closed(
-    conn: &mut AsyncPgConnection,
-    order_id: i64,
-    why: &str,
-) -> AppResult<Option<Order>> {
-    let changed: Option<Order> = diesel::update(orders::table)
-        .filter(orders::id.eq(order_id))
-        .filter(orders::status.eq_any(OrderStatus::Closed.sources()))
-        .set((
-            orders::status.eq(OrderStatus::Closed),
-            orders::closed_at.eq(diesel::dsl::now),
-            orders::next_query_at.eq(None::<DateTime<Utc>>),
-            orders::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(Order::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?;
-    if let Some(order) = &changed {
-        events::record(conn, order.id, "CLOSED", OrderStatus::Closed, Some(why)).await?;
+        events::record(conn, order.id, to.as_str(), to, Some(detail)).await?;
     }
     Ok(changed)
 }

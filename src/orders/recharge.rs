@@ -73,13 +73,16 @@ pub async fn create(state: &AppState, request: RechargeRequest) -> AppResult<Rec
             "idempotencyKey must be 1 to 128 printable ASCII characters".into(),
         ));
     }
-    let mut conn = state.pool.get().await?;
-    let start = conn
-        .transaction::<_, AppError, _>(async |conn| start(conn, state, &request).await)
-        .await?;
+    let start = {
+        let mut conn = state.pool.get().await?;
+        conn.transaction::<_, AppError, _>(async |conn| start(conn, state, &request).await)
+            .await?
+    };
+    // No connection is held while the gateway is called: a slow gateway must not drain the
+    // pool that notifies and every other request need.
     match start {
-        Start::New(order) => request_code(state, &mut conn, order).await,
-        Start::Existing(order) => answer_again(state, &mut conn, order).await,
+        Start::New(order) => request_code(state, order).await,
+        Start::Existing(order) => answer_again(state, order).await,
     }
 }
 
@@ -203,11 +206,7 @@ async fn remember_key(
 
 /// The answer for an order created earlier: the same QR code; the same refusal; or, when
 /// the first gateway call had no answer and the order is still payable, the same call again.
-async fn answer_again(
-    state: &AppState,
-    conn: &mut AsyncPgConnection,
-    order: Order,
-) -> AppResult<Recharge> {
+async fn answer_again(state: &AppState, order: Order) -> AppResult<Recharge> {
     if let (Some(code_url), Some(expires_at)) = (order.code_url.clone(), order.expires_at) {
         return Ok(Recharge {
             order,
@@ -225,7 +224,7 @@ async fn answer_again(
             })
         }
         OrderStatus::Pending if order.expires_at.is_some_and(|at| at > Utc::now()) => {
-            request_code(state, conn, order).await
+            request_code(state, order).await
         }
         _ => Err(AppError::GatewayUnavailable(format!(
             "order {} has no QR code",
@@ -235,11 +234,7 @@ async fn answer_again(
 }
 
 /// Asks the gateway for the QR code of a pending order and records the answer.
-async fn request_code(
-    state: &AppState,
-    conn: &mut AsyncPgConnection,
-    order: Order,
-) -> AppResult<Recharge> {
+async fn request_code(state: &AppState, order: Order) -> AppResult<Recharge> {
     let (channel, expires_at) = match (order.channel, order.expires_at) {
         (Some(c), Some(e)) => (c, e),
         _ => return Err(AppError::internal("a recharge without channel or expiry")),
@@ -264,27 +259,46 @@ async fn request_code(
         time_start: order.created_at,
         time_expire: expires_at,
     };
-    match state.gateway.native(&native).await {
+    let answer = state.gateway.native(&native).await;
+    let mut conn = state.pool.get().await?;
+    match answer {
         Ok(answer) => {
-            let order: Order = diesel::update(orders::table)
+            let issued: Option<Order> = diesel::update(orders::table)
                 .filter(orders::id.eq(order.id))
+                .filter(orders::status.eq(OrderStatus::Pending))
                 .set((
                     orders::code_url.eq(&answer.code_url),
                     orders::updated_at.eq(diesel::dsl::now),
                 ))
                 .returning(Order::as_returning())
-                .get_result(conn)
-                .await?;
-            Ok(Recharge {
-                order,
-                code_url: answer.code_url,
-                expires_at,
-            })
+                .get_result(&mut conn)
+                .await
+                .optional()?;
+            match issued {
+                Some(order) => Ok(Recharge {
+                    order,
+                    code_url: answer.code_url,
+                    expires_at,
+                }),
+                None => {
+                    // Closed here while the code was being issued: close it there too, so
+                    // the code cannot be paid. (A payment that still gets through is
+                    // credited as a late payment.)
+                    drop(conn);
+                    if let Err(e) = state.gateway.close(&order.order_no).await {
+                        tracing::warn!(order_no = %order.order_no, error = %e, "closing a code issued for a closed order");
+                    }
+                    Err(AppError::Conflict(format!(
+                        "order {} was closed while its code was being issued",
+                        order.order_no
+                    )))
+                }
+            }
         }
         Err(GatewayError::Rejected { code, message }) => {
             let reason = format!("{code}: {message}");
             conn.transaction::<_, AppError, _>(async |conn| {
-                super::mark_failed(conn, order.id, &reason).await
+                super::end_unpaid(conn, order.id, OrderStatus::Failed, &reason).await
             })
             .await?;
             Err(AppError::GatewayRejected { code, message })
@@ -336,7 +350,9 @@ pub async fn close(state: &AppState, order: Order) -> AppResult<Order> {
 async fn close_here(state: &AppState, order: &Order, why: &str) -> AppResult<Order> {
     let mut conn = state.pool.get().await?;
     let closed = conn
-        .transaction::<_, AppError, _>(async |conn| super::mark_closed(conn, order.id, why).await)
+        .transaction::<_, AppError, _>(async |conn| {
+            super::end_unpaid(conn, order.id, OrderStatus::Closed, why).await
+        })
         .await?;
     match closed {
         Some(order) => Ok(order),

@@ -4,6 +4,7 @@
 mod accounts;
 mod gateway;
 mod instances;
+mod ledger;
 mod recharge;
 mod schema;
 mod support;

@@ -56,3 +56,53 @@ async fn websocket_needs_the_graphql_transport_ws_subprotocol() {
         .expect("request");
     assert_eq!(resp.status(), 400);
 }
+
+/// A WebSocket authenticates once; every operation on it, and every subscription, still ends
+/// with the token.
+#[tokio::test]
+async fn websocket_operations_stop_when_the_token_expires() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let app = TestApp::spawn().await;
+    let s = app.register("short@example.com").await;
+    let order_no = app.recharge(&s, 100, "WECHAT").await;
+    let now = chrono::Utc::now().timestamp();
+    // Valid for one more second (plus the 5 s leeway).
+    let short = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "sub": s.user_id, "role": "CUSTOMER", "sid": 1, "iss": "topup", "aud": "topup-api", "iat": now, "exp": now + 1 }),
+        &EncodingKey::from_secret(crate::support::JWT_SECRET.as_bytes()),
+    )
+    .expect("token");
+    let mut ws = WsClient::connect_ok(&app.base, Some(&short)).await;
+    ws.subscribe(
+        "follow",
+        "subscription($no: String!) { orderStatus(orderNo: $no) { status } }",
+        json!({ "no": order_no }),
+    )
+    .await;
+    let first = ws.next_for("follow").await;
+    assert_eq!(
+        first["payload"]["data"]["orderStatus"]["status"], "PENDING",
+        "{first}"
+    );
+    ws.subscribe("me", "{ me { email } }", json!({})).await;
+    assert_eq!(
+        ws.next_for("me").await["payload"]["data"]["me"]["email"],
+        "short@example.com"
+    );
+    assert_eq!(ws.next_for("me").await["type"], "complete");
+
+    // The subscription ends with the token, ~6 s from now.
+    let ended = ws.next_for("follow").await;
+    assert_eq!(
+        ended["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{ended}"
+    );
+    assert_eq!(ws.next_for("follow").await["type"], "complete");
+    ws.subscribe("me2", "{ me { email } }", json!({})).await;
+    let refused = ws.next_for("me2").await;
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{refused}"
+    );
+}

@@ -572,7 +572,8 @@ impl PayNotify {
             total_fee: optional_fen(&p, "total_fee")?,
             transaction_id: p.get("transaction_id").cloned(),
             out_transaction_id: p.get("out_transaction_id").cloned(),
-            time_end: optional_time(&p, "time_end")?,
+            // A verified payment is money received: an unreadable time must not refuse it.
+            time_end: p.get("time_end").and_then(|v| parse_time(v)),
             trade_type: p.get("trade_type").cloned(),
             attach: p.get("attach").cloned(),
             params: p,
