@@ -31,8 +31,7 @@ pub enum AppError {
         /// The gateway's message.
         message: String,
     },
-    /// The payment gateway's answer is unknown; the order will be settled later.
-    /// (`GATEWAY_UNAVAILABLE`)
+    /// The payment gateway's answer is unknown; the order stays pending. (`GATEWAY_UNAVAILABLE`)
     GatewayUnavailable(String),
     /// The database is unreachable or saturated. (`UNAVAILABLE`)
     Unavailable(String),
@@ -68,8 +67,8 @@ impl AppError {
                 format!("the payment gateway refused: {message} ({code})")
             }
             AppError::GatewayUnavailable(_) => {
-                "the payment gateway did not answer; the order stays pending and is settled \
-                 automatically"
+                "the payment gateway did not answer; the order stays pending: retry with the \
+                 same idempotencyKey"
                     .into()
             }
             AppError::Unavailable(_) => "service temporarily unavailable".into(),

@@ -294,8 +294,8 @@ impl OrdersMutation {
     /// Starts a recharge: a PENDING order and its QR code. A still-payable unpaid order of the
     /// same amount and channel is returned again instead of a second one. Errors:
     /// GATEWAY_REJECTED (the order is FAILED), GATEWAY_UNAVAILABLE (the order stays PENDING
-    /// and is settled automatically), LIMIT_EXCEEDED (too many unpaid orders), CONFLICT
-    /// (idempotency key reused with another input).
+    /// and a retry with the same idempotency key asks again), LIMIT_EXCEEDED (too many unpaid
+    /// orders), CONFLICT (idempotency key reused with another input).
     async fn recharge(
         &self,
         ctx: &Context<'_>,

@@ -1,7 +1,8 @@
 //! Creating a recharge: a PENDING order, then the gateway's QR code for it.
 //!
 //! The order is committed before the gateway is called, so a crash or timeout in between
-//! leaves a PENDING order that the reconciler settles by querying. Per customer, creation is
+//! leaves a PENDING order, settled by asking the gateway again (a retry with the same
+//! idempotency key, `closeOrder`, and the reconciler that is still to come). Per customer, creation is
 //! serialized on the customer's own row (nothing shared with other customers), which makes
 //! the idempotency key, the reuse of a still-payable order and the open-order cap race-free.
 

@@ -1,5 +1,6 @@
 //! Applying a gateway's payment result: the one path that marks an order PAID and credits
-//! the wallet, used by the notify route and by the reconciler alike.
+//! the wallet, used by the notify route, by `closeOrder` when the gateway says the order was
+//! paid, and by the reconciler to come.
 //!
 //! The hot path is ONE statement (so one round trip and one implicit transaction): a
 //! compare-and-set of the order from a status the state machine allows, the wallet's cached
@@ -31,7 +32,7 @@ pub enum PaymentSource {
         /// The `notify_inbox` row.
         inbox_id: i64,
     },
-    /// The reconciler's `unified.trade.query`.
+    /// A `unified.trade.query` answer (closeOrder now, the reconciler later).
     Query,
 }
 
