@@ -4,7 +4,7 @@
 //! `failure`.
 
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 
 use super::{ApplyOutcome, PaymentResult, PaymentSource, apply_payment};
 use crate::app::AppState;
@@ -174,16 +174,6 @@ async fn set_verdict(
     order_no: Option<&str>,
 ) -> AppResult<()> {
     let mut conn = state.pool.get().await?;
-    update_verdict(&mut conn, inbox_id, verdict, detail, order_no).await
-}
-
-async fn update_verdict(
-    conn: &mut AsyncPgConnection,
-    inbox_id: i64,
-    verdict: &str,
-    detail: Option<&str>,
-    order_no: Option<&str>,
-) -> AppResult<()> {
     diesel::update(notify_inbox::table.find(inbox_id))
         .set((
             notify_inbox::verdict.eq(verdict),
@@ -191,7 +181,7 @@ async fn update_verdict(
             notify_inbox::order_no.eq(order_no),
             notify_inbox::processed_at.eq(diesel::dsl::now),
         ))
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(())
 }

@@ -128,3 +128,34 @@ async fn zero_configuration_start_stop_and_restart() {
     assert!(!postmaster_running(&data_dir));
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// Run as root, the cluster belongs to the postgres user; a data folder that user cannot reach
+/// (inside a folder closed to it, like /root) is replaced by one under /var/tmp.
+#[tokio::test]
+async fn a_private_cluster_in_a_closed_folder_lives_elsewhere() {
+    use std::os::unix::fs::PermissionsExt;
+    use topup::db::embedded::{Cluster, ClusterOptions};
+    let closed = std::env::temp_dir().join(format!("topup-closed-{}", std::process::id()));
+    std::fs::create_dir_all(&closed).expect("mkdir");
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let wanted = closed.join("data").join("pg");
+    let cluster = Cluster::start(&ClusterOptions {
+        dir: wanted.clone(),
+        ephemeral: true,
+    })
+    .await
+    .expect("the cluster starts somewhere");
+    let as_root = nix::unistd::Uid::effective().is_root();
+    assert_eq!(cluster.relocated(), as_root, "relocated exactly when a separate user runs it");
+    if as_root {
+        assert!(cluster.dir().starts_with("/var/tmp"), "{}", cluster.dir().display());
+    } else {
+        assert_eq!(cluster.dir(), wanted.as_path());
+    }
+    cluster.ensure_database("probe").await.expect("the cluster answers");
+    cluster.stop().await.expect("stop");
+    if as_root {
+        std::fs::remove_dir_all(cluster.dir()).expect("remove the fallback cluster");
+    }
+    std::fs::remove_dir_all(&closed).expect("cleanup");
+}
