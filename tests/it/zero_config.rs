@@ -146,13 +146,24 @@ async fn a_private_cluster_in_a_closed_folder_lives_elsewhere() {
     .await
     .expect("the cluster starts somewhere");
     let as_root = nix::unistd::Uid::effective().is_root();
-    assert_eq!(cluster.relocated(), as_root, "relocated exactly when a separate user runs it");
+    assert_eq!(
+        cluster.relocated(),
+        as_root,
+        "relocated exactly when a separate user runs it"
+    );
     if as_root {
-        assert!(cluster.dir().starts_with("/var/tmp"), "{}", cluster.dir().display());
+        assert!(
+            cluster.dir().starts_with("/var/tmp"),
+            "{}",
+            cluster.dir().display()
+        );
     } else {
         assert_eq!(cluster.dir(), wanted.as_path());
     }
-    cluster.ensure_database("probe").await.expect("the cluster answers");
+    cluster
+        .ensure_database("probe")
+        .await
+        .expect("the cluster answers");
     cluster.stop().await.expect("stop");
     if as_root {
         std::fs::remove_dir_all(cluster.dir()).expect("remove the fallback cluster");

@@ -125,7 +125,10 @@ async fn notify_wrong_amount_and_bad_signature() {
     let body_of = |no: &str| {
         sink.received()
             .into_iter()
-            .find(|b| String::from_utf8_lossy(b).contains(no))
+            .find(|b| {
+                String::from_utf8_lossy(b)
+                    .contains(&format!("<out_trade_no><![CDATA[{no}]]></out_trade_no>"))
+            })
             .unwrap()
     };
 

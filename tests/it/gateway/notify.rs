@@ -102,7 +102,10 @@ async fn notify_fields_follow_the_protocol() {
         let body = sink
             .received()
             .into_iter()
-            .find(|b| String::from_utf8_lossy(b).contains(no))
+            .find(|b| {
+                String::from_utf8_lossy(b)
+                    .contains(&format!("<out_trade_no><![CDATA[{no}]]></out_trade_no>"))
+            })
             .unwrap();
         // Alphabetical and fully CDATA-wrapped: writing the parsed params gives the same bytes.
         let p = parse(&body).unwrap();
