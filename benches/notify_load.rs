@@ -104,9 +104,10 @@ async fn main() {
         .map(|(no, amount)| notify_body(&mch_id, &key, no, *amount))
         .collect();
 
-    let first = run_phase(&bodies, concurrency, cap, |body| {
+    let notify_url = format!("{base}/notify/swiftpass");
+    let post_notify = |body: String| {
         let client = client.clone();
-        let url = format!("{base}/notify/swiftpass");
+        let url = notify_url.clone();
         async move {
             let answer = client
                 .post(url)
@@ -119,26 +120,10 @@ async fn main() {
                 .ok()?;
             (answer == "success").then_some(())
         }
-    })
-    .await;
+    };
+    let first = run_phase(&bodies, concurrency, cap, post_notify).await;
     report("notify, first delivery (applies)", &first);
-    let again = run_phase(&bodies, concurrency, cap, |body| {
-        let client = client.clone();
-        let url = format!("{base}/notify/swiftpass");
-        async move {
-            let answer = client
-                .post(url)
-                .body(body)
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            (answer == "success").then_some(())
-        }
-    })
-    .await;
+    let again = run_phase(&bodies, concurrency, cap, post_notify).await;
     report("notify, duplicate delivery", &again);
 
     let payments: Vec<PaymentResult> = direct_orders
