@@ -87,22 +87,27 @@ pub async fn record(
     status: OrderStatus,
     detail: Option<&str>,
 ) -> AppResult<i64> {
-    let id: i64 = diesel::insert_into(order_events::table)
-        .values((
-            order_events::order_id.eq(order_id),
-            order_events::kind.eq(kind),
-            order_events::status.eq(status),
-            order_events::detail.eq(detail),
-        ))
-        .returning(order_events::id)
-        .get_result(conn)
-        .await?;
-    diesel::sql_query("SELECT pg_notify($1, $2)")
-        .bind::<diesel::sql_types::Text, _>(CHANNEL)
-        .bind::<diesel::sql_types::Text, _>(id.to_string())
-        .execute(conn)
-        .await?;
-    Ok(id)
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Recorded {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    // One round trip: the row and its announcement.
+    let recorded: Recorded = diesel::sql_query(
+        "WITH e AS (INSERT INTO order_events (order_id, kind, status, detail) \
+                    VALUES ($1, $2, $3, $4) RETURNING id), \
+              announced AS (SELECT pg_notify($5, e.id::text) FROM e) \
+         SELECT e.id, (SELECT count(*) FROM announced) AS announced FROM e",
+    )
+    .bind::<BigInt, _>(order_id)
+    .bind::<Text, _>(kind)
+    .bind::<Text, _>(status)
+    .bind::<Nullable<Text>, _>(detail)
+    .bind::<Text, _>(CHANNEL)
+    .get_result(conn)
+    .await?;
+    Ok(recorded.id)
 }
 
 /// Reads events with their order facts.

@@ -22,6 +22,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::Pool;
 use crate::error::{AppError, AppResult};
+use crate::events;
 use crate::orders::{self, OrderKind, OrderStatus};
 
 /// Where a payment result came from.
@@ -155,7 +156,7 @@ WITH paid AS (
       FROM paid WHERE paid.review_reason IS NOT NULL
     ON CONFLICT DO NOTHING
 ), announced AS (
-    SELECT pg_notify('topup_order_events', event.id::text) FROM event
+    SELECT pg_notify($9, event.id::text) FROM event
 )
 SELECT paid.id AS order_id, paid.review_reason, (SELECT count(*) FROM announced) AS announced
   FROM paid
@@ -200,6 +201,7 @@ async fn try_apply(conn: &mut AsyncPgConnection, p: &PaymentResult) -> AppResult
         .bind::<Array<Text>, _>(OrderStatus::Paid.source_texts())
         .bind::<Nullable<BigInt>, _>(p.source.inbox_id())
         .bind::<Text, _>(p.source.as_str())
+        .bind::<Text, _>(events::CHANNEL)
         .get_result::<Applied>(conn)
         .await
         .map(Some)
