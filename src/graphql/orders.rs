@@ -11,7 +11,6 @@ use super::auth::viewer;
 use super::loaders::OrderEventsLoader;
 use super::scalars::Money;
 use super::{ClientIp, cursor, state, state_arc};
-use crate::accounts::Role;
 use crate::accounts::tokens::LEEWAY_SECS;
 use crate::app::AppState;
 use crate::error::AppError;
@@ -239,9 +238,7 @@ impl OrdersQuery {
         #[graphql(desc = "The order number.")] order_no: String,
     ) -> async_graphql::Result<OrderNode> {
         let v = viewer(ctx)?;
-        let mut conn = state(ctx)?.pool.get().await.map_err(AppError::from)?;
-        let order =
-            orders::visible_order(&mut conn, &order_no, v.user_id, v.role == Role::Admin).await?;
+        let order = orders::visible_order(&state(ctx)?.pool, &order_no, &v).await?;
         Ok(OrderNode(order))
     }
 
@@ -334,10 +331,7 @@ impl OrdersMutation {
     ) -> async_graphql::Result<OrderNode> {
         let v = viewer(ctx)?;
         let s = state(ctx)?;
-        let order = {
-            let mut conn = s.pool.get().await.map_err(AppError::from)?;
-            orders::visible_order(&mut conn, &order_no, v.user_id, v.role == Role::Admin).await?
-        };
+        let order = orders::visible_order(&s.pool, &order_no, &v).await?;
         Ok(OrderNode(recharge::close(s, order).await?))
     }
 }
@@ -361,10 +355,7 @@ impl OrdersSubscription {
         let app = state_arc(ctx)?.clone();
         // Listen before reading, so no change can fall between the read and the listening.
         let rx = app.hub.subscribe();
-        let order = {
-            let mut conn = app.pool.get().await.map_err(AppError::from)?;
-            orders::visible_order(&mut conn, &order_no, v.user_id, v.role == Role::Admin).await?
-        };
+        let order = orders::visible_order(&app.pool, &order_no, &v).await?;
         Ok(status_stream(app, rx, order, v.expires_at))
     }
 }

@@ -13,6 +13,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::accounts::Role;
+use crate::accounts::tokens::Viewer;
+use crate::db::Pool;
 use crate::db::schema::orders;
 use crate::error::{AppError, AppResult};
 use crate::events;
@@ -189,14 +192,10 @@ pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult
 }
 
 /// An order its owner (or an admin) may see; anyone else is told it does not exist.
-pub async fn visible_order(
-    conn: &mut AsyncPgConnection,
-    order_no: &str,
-    viewer_id: i64,
-    viewer_is_admin: bool,
-) -> AppResult<Order> {
-    match find_by_no(conn, order_no).await? {
-        Some(order) if order.user_id == viewer_id || viewer_is_admin => Ok(order),
+pub async fn visible_order(pool: &Pool, order_no: &str, viewer: &Viewer) -> AppResult<Order> {
+    let mut conn = pool.get().await?;
+    match find_by_no(&mut conn, order_no).await? {
+        Some(order) if order.user_id == viewer.user_id || viewer.role == Role::Admin => Ok(order),
         _ => Err(AppError::NotFound("order")),
     }
 }
