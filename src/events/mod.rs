@@ -110,6 +110,19 @@ pub async fn record(
     Ok(recorded.id)
 }
 
+/// The timelines of some orders: their events, oldest first.
+pub async fn timelines(
+    conn: &mut AsyncPgConnection,
+    order_ids: &[i64],
+) -> AppResult<Vec<EventRow>> {
+    Ok(order_events::table
+        .filter(order_events::order_id.eq_any(order_ids))
+        .order(order_events::id)
+        .select(EventRow::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// Reads events with their order facts.
 pub async fn load(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult<Vec<OrderEvent>> {
     Ok(order_events::table

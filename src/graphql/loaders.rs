@@ -8,7 +8,7 @@ use async_graphql::dataloader::Loader;
 
 use crate::db::Pool;
 use crate::error::AppError;
-use crate::events::EventRow;
+use crate::events::{self, EventRow};
 use crate::orders::{self, Order};
 
 /// The loader behind every key type below.
@@ -39,18 +39,9 @@ impl Loader<OrderEventsLoader> for TopupLoader {
         &self,
         keys: &[OrderEventsLoader],
     ) -> Result<HashMap<OrderEventsLoader, Self::Value>, Self::Error> {
-        use crate::db::schema::order_events;
-        use diesel::prelude::*;
-        use diesel_async::RunQueryDsl;
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
         let mut conn = self.pool.get().await.map_err(AppError::from)?;
-        let rows: Vec<EventRow> = order_events::table
-            .filter(order_events::order_id.eq_any(&ids))
-            .order(order_events::id)
-            .select(EventRow::as_select())
-            .load(&mut conn)
-            .await
-            .map_err(AppError::from)?;
+        let rows = events::timelines(&mut conn, &ids).await?;
         let mut out: HashMap<OrderEventsLoader, Vec<EventRow>> = HashMap::new();
         for row in rows {
             out.entry(OrderEventsLoader(row.order_id))
