@@ -15,6 +15,11 @@
 //! `BENCH_SECONDS` (default 60).
 //!
 //! Run: `cargo bench --bench notify_load`
+#![expect(
+    clippy::expect_used,
+    clippy::print_stdout,
+    reason = "a benchmark stops loudly on a broken setup and prints its report"
+)]
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +28,7 @@ use futures_util::StreamExt;
 use topup::app::{Application, GatewayKind};
 use topup::config::{Config, Secret};
 use topup::db::embedded::{Cluster, ClusterOptions};
+use topup::domain::{Money, OrderNo};
 use topup::gateway::swiftpass::Params;
 use topup::gateway::swiftpass::sign::md5_sign;
 use topup::gateway::swiftpass::xml::to_xml;
@@ -129,8 +135,8 @@ async fn main() {
     let payments: Vec<PaymentResult> = direct_orders
         .iter()
         .map(|(no, amount)| PaymentResult {
-            order_no: no.clone(),
-            amount: *amount,
+            order_no: OrderNo::parse(no).expect("order number"),
+            amount: Money::fen(*amount),
             transaction_id: Some(format!("T{no}")),
             out_transaction_id: None,
             paid_at: None,
@@ -139,7 +145,10 @@ async fn main() {
         .collect();
     let direct = run_phase(&payments, concurrency, cap, |payment| {
         let state = state.clone();
-        async move { apply_payment(&state.pool, &payment).await.ok().map(|_| ()) }
+        async move {
+            let mut conn = state.pool.get().await.ok()?;
+            apply_payment(&mut conn, &payment).await.ok().map(|_| ())
+        }
     })
     .await;
     report("apply_payment, direct", &direct);

@@ -15,34 +15,18 @@ use url::Url;
 use crate::accounts::tokens::{self, JwtKeys};
 use crate::config::{Config, ConfigError, Secret};
 use crate::db::embedded::{Cluster, ClusterOptions, EmbeddedError};
-use crate::db::{self, DbError, Pool};
+use crate::db::{self, DbError};
 use crate::events::EventHub;
 use crate::gateway::sandbox::{Sandbox, SandboxConfig};
 use crate::gateway::swiftpass::{Client, ClientConfig, Credentials, SignType};
 use crate::graphql::loaders::TopupLoader;
 use crate::graphql::{self, TopupSchema};
 use crate::http;
+use crate::orders::Cashier;
+use crate::state::AppState;
 
 /// The real bill-download gateway, used with a real pay gateway unless configured.
 pub const SWIFTPASS_DOWNLOAD_URL: &str = "https://download.swiftpass.cn/gateway";
-
-/// What every request handler and resolver works with.
-pub struct AppState {
-    /// The settings the process started with.
-    pub config: Config,
-    /// The connection pool.
-    pub pool: Pool,
-    /// Access-token keys.
-    pub jwt: JwtKeys,
-    /// The base URL others reach this instance at (ends with `/`).
-    pub public_url: Url,
-    /// Where the gateway posts payment notifies.
-    pub notify_url: String,
-    /// The SwiftPass client (real gateway or the in-process sandbox).
-    pub gateway: Client,
-    /// This instance's order-event listener.
-    pub hub: EventHub,
-}
 
 /// Why Topup could not start.
 #[derive(Debug, thiserror::Error)]
@@ -108,15 +92,9 @@ impl Database {
 #[derive(Debug, Clone)]
 pub enum GatewayKind {
     /// A real (or white-label) gateway.
-    Remote {
-        /// The pay gateway URL.
-        url: Url,
-        /// The merchant number.
-        mch_id: String,
-    },
+    Remote { url: Url, mch_id: String },
     /// The simulator, mounted under `/sandbox` of this server.
     Sandbox {
-        /// Its base URL.
         base: String,
         /// The merchant number it accepts.
         mch_id: String,
@@ -207,11 +185,14 @@ impl Application {
         loader.enable_all_cache(false);
         let state = Arc::new(AppState {
             jwt: JwtKeys::new(&secret),
+            cashier: Cashier {
+                gateway,
+                notify_url,
+                rules: config.recharge.clone(),
+            },
             config,
             pool,
             public_url,
-            notify_url,
-            gateway,
             hub,
         });
         let schema = graphql::builder().data(state.clone()).data(loader).finish();

@@ -91,11 +91,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `TOPUP_JWT_SECRET`: the HS256 key; generated into the data folder when unset.
     pub jwt_secret: Option<Secret>,
-    /// SwiftPass.
     pub swiftpass: SwiftpassSettings,
     /// `TOPUP_SANDBOX_TIME_SCALE`: multiplies the in-process sandbox's notify schedule.
     pub sandbox_time_scale: f64,
-    /// Recharge rules.
     pub recharge: RechargeSettings,
 }
 

@@ -9,6 +9,8 @@
 use async_graphql::ErrorExtensions;
 use diesel_async::pooled_connection::deadpool::PoolError;
 
+use crate::gateway::swiftpass::GatewayError;
+
 /// What went wrong, in terms a client can act on.
 #[derive(Debug)]
 pub enum AppError {
@@ -24,6 +26,9 @@ pub enum AppError {
     Conflict(String),
     /// A per-customer limit was reached. (`LIMIT_EXCEEDED`)
     LimitExceeded(String),
+    /// A wallet holds less than the money asked of it; nothing was changed.
+    /// (`INSUFFICIENT_BALANCE`)
+    InsufficientBalance,
     /// The payment gateway refused the request. (`GATEWAY_REJECTED`)
     GatewayRejected {
         /// The gateway's error code.
@@ -49,6 +54,7 @@ impl AppError {
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::Conflict(_) => "CONFLICT",
             AppError::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            AppError::InsufficientBalance => "INSUFFICIENT_BALANCE",
             AppError::GatewayRejected { .. } => "GATEWAY_REJECTED",
             AppError::GatewayUnavailable(_) => "GATEWAY_UNAVAILABLE",
             AppError::Unavailable(_) => "UNAVAILABLE",
@@ -62,6 +68,7 @@ impl AppError {
             AppError::BadInput(m) | AppError::Conflict(m) | AppError::LimitExceeded(m) => m.clone(),
             AppError::Unauthenticated(m) => (*m).to_string(),
             AppError::Forbidden => "not allowed".into(),
+            AppError::InsufficientBalance => "the balance is too low".into(),
             AppError::NotFound(what) => format!("{what} not found"),
             AppError::GatewayRejected { code, message } => {
                 format!("the payment gateway refused: {message} ({code})")
@@ -89,6 +96,15 @@ impl From<diesel::result::Error> for AppError {
         match e {
             diesel::result::Error::NotFound => AppError::NotFound("record"),
             other => AppError::internal(format_args!("database: {other}")),
+        }
+    }
+}
+
+impl From<GatewayError> for AppError {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::Rejected { code, message } => AppError::GatewayRejected { code, message },
+            GatewayError::Unknown { reason } => AppError::GatewayUnavailable(reason),
         }
     }
 }

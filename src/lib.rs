@@ -2,19 +2,53 @@
 //!
 //! Customers top up a wallet by paying a WeChat Pay or Alipay QR code issued through the
 //! SwiftPass aggregator, buy products from that balance, and see their orders. Single-page
-//! apps talk GraphQL (`graphql`, over `http`); SwiftPass talks to one REST route.
+//! apps talk GraphQL; SwiftPass talks to one REST route.
 //!
-//! `app` wires it: settings (`config`) → PostgreSQL (`db`, a private cluster when none is
-//! configured) → capability modules, each owning its SQL: `accounts` (users, JWT sessions),
-//! `ledger` (double-entry money), `orders` (recharges, the state machine), `payments` (the
-//! one path that marks an order paid, fed by the notify route), `events` (order timeline,
-//! outbox and LISTEN/NOTIFY hub). `gateway` speaks the SwiftPass protocol and carries a
-//! faithful sandbox. `error` is the one error type and its GraphQL codes.
+//! # Layers
+//!
+//! Imports run one way, and a test (`tests/it/layering.rs`) keeps them so:
+//!
+//! ```text
+//! app                      start-up wiring: imports everything, imported by nothing
+//!  └ http → graphql → state    transport: parse, authorize, call a capability
+//!     └ payments → orders → accounts, events → ledger      capabilities: own their SQL
+//!        └ domain, db, gateway, config, error                 values and infrastructure
+//! ```
+//!
+//! `http` serves the routes (GraphQL, the notify route, probes); `graphql` holds the schema;
+//! `state` is the bag of shared handles (pool, cashier, JWT keys, event hub) the transports
+//! hand out piece by piece. The capabilities: `accounts` (users, sessions), `ledger` (the
+//! only writer of journal entries and postings), `events` (the order timeline, its outbox and
+//! the LISTEN hub), `orders` (orders and their state machine, recharge creation), `payments`
+//! (the one path to PAID, the notify inbox, reviews, settling with the gateway). Underneath:
+//! `domain` (money, order numbers and statuses, idempotency keys: built valid or not at all),
+//! `db`, `gateway` (the SwiftPass protocol and its sandbox), `config`, `error`.
+//!
+//! # A capability function's arguments
+//!
+//! The first argument is where its SQL runs:
+//! - `conn: &mut AsyncPgConnection` by default. The caller picks the connection and decides
+//!   whether it is inside a transaction, so the same function serves a resolver, a worker, a
+//!   command and a test.
+//! - `pool: &Pool` only when the function must not hold a connection across a slow await
+//!   that is not SQL (a gateway call, password hashing): it checks out a connection around
+//!   each piece of SQL.
+//!
+//! Collaborators follow (`&Client`, `&Cashier`, `&JwtKeys`), then the request as typed
+//! values. Nothing below the transports takes `AppState`.
+//!
+//! # One statement, many owners
+//!
+//! Where one statement must touch several capabilities' tables (applying a payment), each
+//! owning module renders its fragment as a CTE over named columns (`orders::mark_paid_cte`,
+//! `ledger::EntrySql`, `events::record_cte`, the inbox and review CTEs of `payments`); the
+//! same fragments back the standalone functions, so no table's write is spelled twice.
 
 pub mod accounts;
 pub mod app;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod gateway;
@@ -23,3 +57,4 @@ pub mod http;
 pub mod ledger;
 pub mod orders;
 pub mod payments;
+pub mod state;

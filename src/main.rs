@@ -1,4 +1,9 @@
 //! The `topup` command line: `serve` (the default), `migrate`, `schema`, `sandbox`, `admin`.
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "what a command prints is its interface; logs go through tracing"
+)]
 
 use std::process::ExitCode;
 

@@ -5,8 +5,11 @@ pub mod password;
 pub mod tokens;
 
 use chrono::{DateTime, Utc};
+use diesel::deserialize::FromSqlRow;
+use diesel::expression::AsExpression;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::db::Pool;
@@ -31,7 +34,8 @@ crate::text_enum! {
 }
 
 /// A normalised (trimmed, lower-case) email address that passed a structural check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
 pub struct Email(String);
 
 impl Email {
@@ -76,21 +80,19 @@ impl Email {
     }
 }
 
+crate::text_newtype!(Email);
+
 /// A user as other modules see it (never with the password hash).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct User {
-    /// Id.
     pub id: i64,
-    /// Lower-case email.
-    pub email: String,
-    /// Role.
+    pub email: Email,
     pub role: Role,
     /// The agent a customer is attributed to, or the agent a sales/agent user belongs to.
     pub agent_id: Option<i64>,
     /// The sales person a customer is attributed to.
     pub sales_user_id: Option<i64>,
-    /// When the user signed up.
     pub created_at: DateTime<Utc>,
 }
 
@@ -103,22 +105,20 @@ pub struct AuthGrant {
     pub access_token_expires_at: DateTime<Utc>,
     /// A single-use token to get the next pair.
     pub refresh_token: String,
-    /// The user.
     pub user: User,
 }
 
 /// Sign-up input.
 #[derive(Debug, Clone)]
 pub struct Registration {
-    /// Email.
     pub email: String,
-    /// Password.
     pub password: String,
     /// Invite code of an agent or sales person.
     pub invite_code: Option<String>,
 }
 
-/// Signs a customer up and logs them in.
+/// Signs a customer up and logs them in. Takes the pool: no connection is held while the
+/// password is hashed.
 pub async fn register(pool: &Pool, keys: &JwtKeys, input: Registration) -> AppResult<AuthGrant> {
     let email = Email::parse(&input.email)?;
     password::check_policy(&input.password, email.as_str())?;
@@ -137,7 +137,9 @@ pub async fn register(pool: &Pool, keys: &JwtKeys, input: Registration) -> AppRe
             .optional()?
             .ok_or_else(|| AppError::BadInput("unknown invite code".into()))?,
     };
+    drop(conn);
     let hash = password::hash(&input.password).await?;
+    let mut conn = pool.get().await?;
     let (user, refresh) = conn
         .transaction::<_, AppError, _>(async |conn| {
             let user = insert_user(conn, &email, &hash, Role::Customer, attribution).await?;
@@ -170,7 +172,8 @@ pub async fn create_user(
     .await
 }
 
-/// Logs in with email and password. Unknown email and wrong password answer alike.
+/// Logs in with email and password. Unknown email and wrong password answer alike. Takes
+/// the pool: no connection is held while the password is checked.
 pub async fn login(
     pool: &Pool,
     keys: &JwtKeys,
@@ -181,11 +184,12 @@ pub async fn login(
     let email = Email::parse(email).map_err(|_| refused())?;
     let mut conn = pool.get().await?;
     let found: Option<(User, String)> = users::table
-        .filter(users::email.eq(email.as_str()))
+        .filter(users::email.eq(&email))
         .select((User::as_select(), users::password_hash))
         .first(&mut conn)
         .await
         .optional()?;
+    drop(conn);
     let (user, stored) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
@@ -194,16 +198,19 @@ pub async fn login(
         return Err(refused());
     }
     let user = user.ok_or_else(refused)?;
-    let refresh = open_session(&mut conn, user.id).await?;
+    let refresh = open_session(&mut *pool.get().await?, user.id).await?;
     grant(keys, user, refresh)
 }
 
 /// Trades a refresh token for a new access token and a new refresh token. The presented
 /// token stops working. Presenting an already used token ends its whole session: someone
 /// else may hold a copy.
-pub async fn refresh(pool: &Pool, keys: &JwtKeys, token: &str) -> AppResult<AuthGrant> {
+pub async fn refresh(
+    conn: &mut AsyncPgConnection,
+    keys: &JwtKeys,
+    token: &str,
+) -> AppResult<AuthGrant> {
     let digest = tokens::refresh_token_digest(token);
-    let mut conn = pool.get().await?;
     let rotated = conn
         .transaction::<_, AppError, _>(async |conn| {
             let session: Option<i64> = diesel::update(refresh_tokens::table)
@@ -241,11 +248,11 @@ pub async fn refresh(pool: &Pool, keys: &JwtKeys, token: &str) -> AppResult<Auth
                 .filter(refresh_tokens::token_hash.eq(&digest))
                 .filter(refresh_tokens::used_at.is_not_null())
                 .select(refresh_tokens::session_id)
-                .first(&mut conn)
+                .first(conn)
                 .await
                 .optional()?;
             if let Some(session_id) = reused {
-                revoke_session(&mut conn, session_id, "refresh token reused").await?;
+                revoke_session(conn, session_id, "refresh token reused").await?;
                 tracing::warn!(session_id, "refresh token reused; session revoked");
             }
             Err(AppError::Unauthenticated(
@@ -256,26 +263,24 @@ pub async fn refresh(pool: &Pool, keys: &JwtKeys, token: &str) -> AppResult<Auth
 }
 
 /// Ends the session a refresh token belongs to. Returns whether it was still open.
-pub async fn logout(pool: &Pool, token: &str) -> AppResult<bool> {
+pub async fn logout(conn: &mut AsyncPgConnection, token: &str) -> AppResult<bool> {
     let digest = tokens::refresh_token_digest(token);
-    let mut conn = pool.get().await?;
     let session_id: i64 = refresh_tokens::table
         .filter(refresh_tokens::token_hash.eq(&digest))
         .select(refresh_tokens::session_id)
-        .first(&mut conn)
+        .first(conn)
         .await
         .optional()?
         .ok_or(AppError::Unauthenticated("unknown refresh token"))?;
-    revoke_session(&mut conn, session_id, "logout").await
+    revoke_session(conn, session_id, "logout").await
 }
 
 /// One user by id.
-pub async fn get_user(pool: &Pool, id: i64) -> AppResult<User> {
-    let mut conn = pool.get().await?;
+pub async fn get_user(conn: &mut AsyncPgConnection, id: i64) -> AppResult<User> {
     users::table
         .find(id)
         .select(User::as_select())
-        .first(&mut conn)
+        .first(conn)
         .await
         .optional()?
         .ok_or(AppError::NotFound("user"))
@@ -290,7 +295,7 @@ async fn insert_user(
 ) -> AppResult<User> {
     let user = diesel::insert_into(users::table)
         .values((
-            users::email.eq(email.as_str()),
+            users::email.eq(email),
             users::password_hash.eq(hash),
             users::role.eq(role),
             users::agent_id.eq(agent_id),

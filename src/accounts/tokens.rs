@@ -33,9 +33,7 @@ pub struct Claims {
     pub role: String,
     /// The session the token belongs to.
     pub sid: i64,
-    /// Issuer.
     pub iss: String,
-    /// Audience.
     pub aud: String,
     /// Issued at (Unix seconds).
     pub iat: i64,
@@ -49,11 +47,8 @@ pub const LEEWAY_SECS: i64 = 5;
 /// An authenticated caller, read from a valid access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Viewer {
-    /// The user id.
     pub user_id: i64,
-    /// The role.
     pub role: Role,
-    /// The session.
     pub session_id: i64,
     /// When the token expires (Unix seconds). A WebSocket connection authenticates once,
     /// so every operation on it checks this again.

@@ -55,6 +55,28 @@ pub fn pool(url: &str, size: usize, wait: Duration) -> Result<Pool, DbError> {
         .map_err(|e| DbError::Pool(e.to_string()))
 }
 
+/// One page of a list read with `LIMIT first + 1`: the extra row only tells that more follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// At most `first` items.
+    pub items: Vec<T>,
+    /// Whether more follow.
+    pub has_next: bool,
+}
+
+impl<T> Page<T> {
+    /// Cuts rows read with `LIMIT first + 1` down to a page.
+    pub fn from_overfetch(mut rows: Vec<T>, first: i64) -> Page<T> {
+        let first = usize::try_from(first).unwrap_or(0);
+        let has_next = rows.len() > first;
+        rows.truncate(first);
+        Page {
+            items: rows,
+            has_next,
+        }
+    }
+}
+
 /// Runs every pending migration. Returns how many ran.
 pub async fn migrate(url: &str) -> Result<usize, DbError> {
     let conn = AsyncPgConnection::establish(url).await?;

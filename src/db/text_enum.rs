@@ -65,3 +65,35 @@ macro_rules! text_enum {
         }
     };
 }
+
+/// Maps a `String` newtype to `TEXT`: `ToSql`, `FromSql` (trusting what the database's
+/// constraints admitted) and `Display`. The type derives `AsExpression` and `FromSqlRow` with
+/// `#[diesel(sql_type = diesel::sql_types::Text)]` itself.
+#[macro_export]
+macro_rules! text_newtype {
+    ($name:ident) => {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+            ) -> diesel::serialize::Result {
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg>>::to_sql(
+                    &self.0, out,
+                )
+            }
+        }
+
+        impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                <String as diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg>>::from_sql(bytes)
+                    .map($name)
+            }
+        }
+    };
+}

@@ -8,11 +8,12 @@
 //! ([`HubMessage::Resync`]), since notifications sent while nobody listened are lost. An idle
 //! listening connection is probed, so a silently dead one is noticed within a minute.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
@@ -20,8 +21,8 @@ use tokio::sync::broadcast;
 use crate::config::Secret;
 use crate::db::Pool;
 use crate::db::schema::{order_events, orders};
+use crate::domain::{Channel, Money, OrderKind, OrderNo, OrderStatus};
 use crate::error::AppResult;
-use crate::orders::{Channel, OrderKind, OrderStatus};
 
 /// The NOTIFY channel; the payload is an `order_events.id`.
 pub const CHANNEL: &str = "topup_order_events";
@@ -32,38 +33,42 @@ const BUFFER: usize = 4096;
 /// After this long without a notification the listening connection is probed.
 const IDLE_PROBE: Duration = Duration::from_secs(30);
 
-/// What happened to an order, with what subscribers filter on.
+crate::text_enum! {
+    /// What happened to an order.
+    pub enum EventKind {
+        /// The order was created.
+        Created = "CREATED",
+        /// The payment was applied.
+        Paid = "PAID",
+        /// Closed unpaid.
+        Closed = "CLOSED",
+        /// The gateway refused to create the payment.
+        Failed = "FAILED",
+    }
+}
+
+/// One entry of an order's timeline.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = order_events)]
 pub struct EventRow {
-    /// Event id.
     pub id: i64,
-    /// The order.
     pub order_id: i64,
-    /// CREATED, PAID, FAILED, CLOSED, ...
-    pub kind: String,
+    pub kind: EventKind,
     /// The order's status after the event.
     pub status: OrderStatus,
-    /// Free text (a failure reason, a review flag).
+    /// A failure reason, a review flag.
     pub detail: Option<String>,
-    /// When it happened.
     pub created_at: DateTime<Utc>,
 }
 
 /// An event together with the order facts subscribers filter on.
 #[derive(Debug, Clone, Queryable)]
 pub struct OrderEvent {
-    /// The event.
     pub event: EventRow,
-    /// The order's number.
-    pub order_no: String,
-    /// The order's owner.
+    pub order_no: OrderNo,
     pub user_id: i64,
-    /// The order's kind.
     pub kind: OrderKind,
-    /// The order's amount in fen.
-    pub amount: i64,
-    /// The recharge channel.
+    pub amount: Money,
     pub channel: Option<Channel>,
     /// The agent the order is attributed to.
     pub agent_id: Option<i64>,
@@ -78,35 +83,65 @@ pub enum HubMessage {
     Resync,
 }
 
+/// The columns of an event as SQL expressions over the row of a statement's source.
+#[derive(Debug, Clone, Copy)]
+pub struct EventSql<'a> {
+    pub order_id: &'a str,
+    pub kind: &'a str,
+    pub status: &'a str,
+    pub detail: &'a str,
+}
+
+/// The CTE `<name>` (without `WITH`) that appends one event per row of `source` and
+/// announces it on commit; it returns the event's `id`. The one spelling of the event
+/// insert and its `pg_notify`.
+pub fn record_cte(name: &str, source: &str, event: EventSql<'_>) -> String {
+    format!(
+        "{name} AS (INSERT INTO order_events (order_id, kind, status, detail) \
+         SELECT {}, {}, {}, {} FROM {source} \
+         RETURNING id, pg_notify('{CHANNEL}', id::text))",
+        event.order_id, event.kind, event.status, event.detail
+    )
+}
+
+static RECORD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH src AS (SELECT $1::bigint AS order_id, $2::text AS kind, $3::text AS status, \
+                             $4::text AS detail), {} SELECT id FROM e",
+        record_cte(
+            "e",
+            "src",
+            EventSql {
+                order_id: "src.order_id",
+                kind: "src.kind",
+                status: "src.status",
+                detail: "src.detail",
+            }
+        )
+    )
+});
+
 /// Appends an event to an order's timeline and announces it on commit. Call inside the
 /// transaction that makes the change.
 pub async fn record(
     conn: &mut AsyncPgConnection,
     order_id: i64,
-    kind: &str,
+    kind: EventKind,
     status: OrderStatus,
     detail: Option<&str>,
 ) -> AppResult<i64> {
-    use diesel::sql_types::{BigInt, Nullable, Text};
     #[derive(diesel::QueryableByName)]
     struct Recorded {
         #[diesel(sql_type = BigInt)]
         id: i64,
     }
-    // One round trip: the row and its announcement.
-    let recorded: Recorded = diesel::sql_query(
-        "WITH e AS (INSERT INTO order_events (order_id, kind, status, detail) \
-                    VALUES ($1, $2, $3, $4) RETURNING id), \
-              announced AS (SELECT pg_notify($5, e.id::text) FROM e) \
-         SELECT e.id, (SELECT count(*) FROM announced) AS announced FROM e",
-    )
-    .bind::<BigInt, _>(order_id)
-    .bind::<Text, _>(kind)
-    .bind::<Text, _>(status)
-    .bind::<Nullable<Text>, _>(detail)
-    .bind::<Text, _>(CHANNEL)
-    .get_result(conn)
-    .await?;
+    let recorded: Recorded = diesel::sql_query(RECORD.as_str())
+        .bind::<BigInt, _>(order_id)
+        .bind::<Text, _>(kind)
+        .bind::<Text, _>(status)
+        .bind::<Nullable<Text>, _>(detail)
+        .get_result(conn)
+        .await?;
     Ok(recorded.id)
 }
 

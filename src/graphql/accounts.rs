@@ -4,9 +4,9 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::auth::{RoleGuard, viewer};
-use super::scalars::Money;
-use super::state;
+use super::{conn, state};
 use crate::accounts::{self, AuthGrant, Registration, Role, User};
+use crate::domain::Money;
 use crate::error::AppError;
 use crate::ledger;
 
@@ -38,7 +38,7 @@ impl UserNode {
 
     /// Lower-case email address; also the login name.
     async fn email(&self) -> &str {
-        &self.user.email
+        self.user.email.as_str()
     }
 
     /// What the user may see and do.
@@ -59,10 +59,7 @@ impl UserNode {
                 return Err(AppError::Forbidden.into());
             }
         }
-        let mut conn = state(ctx)?.pool.get().await.map_err(AppError::from)?;
-        Ok(Money(
-            ledger::wallet_balance(&mut conn, self.user.id).await?,
-        ))
+        Ok(ledger::wallet_balance(&mut *conn(ctx).await?, self.user.id).await?)
     }
 }
 
@@ -124,7 +121,7 @@ impl AccountsQuery {
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<UserNode> {
         let v = viewer(ctx)?;
         Ok(UserNode::new(
-            accounts::get_user(&state(ctx)?.pool, v.user_id).await?,
+            accounts::get_user(&mut *conn(ctx).await?, v.user_id).await?,
         ))
     }
 
@@ -137,7 +134,7 @@ impl AccountsQuery {
     ) -> async_graphql::Result<UserNode> {
         let id: i64 = id.parse().map_err(|_| AppError::NotFound("user"))?;
         Ok(UserNode::new(
-            accounts::get_user(&state(ctx)?.pool, id).await?,
+            accounts::get_user(&mut *conn(ctx).await?, id).await?,
         ))
     }
 }
@@ -190,8 +187,10 @@ impl AccountsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The refresh token from the last login or refresh.")] token: String,
     ) -> async_graphql::Result<AuthPayload> {
-        let s = state(ctx)?;
-        Ok(accounts::refresh(&s.pool, &s.jwt, &token).await?.into())
+        let keys = &state(ctx)?.jwt;
+        Ok(accounts::refresh(&mut *conn(ctx).await?, keys, &token)
+            .await?
+            .into())
     }
 
     /// Ends the session of a refresh token. Returns false when it had already ended.
@@ -201,6 +200,6 @@ impl AccountsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The session's current refresh token.")] refresh_token: String,
     ) -> async_graphql::Result<bool> {
-        Ok(accounts::logout(&state(ctx)?.pool, &refresh_token).await?)
+        Ok(accounts::logout(&mut *conn(ctx).await?, &refresh_token).await?)
     }
 }

@@ -1,14 +1,14 @@
 //! GraphQL for the ledger: a customer's wallet movements.
 
-use async_graphql::{Context, Object, SimpleObject};
+use async_graphql::{Context, Object};
 use chrono::{DateTime, Utc};
 
 use super::auth::viewer;
+use super::conn;
+use super::connection::{PageArgs, connection};
 use super::loaders::OrderById;
-use super::orders::{OrderNode, PageInfo, page_size};
-use super::scalars::Money;
-use super::{cursor, state};
-use crate::error::AppError;
+use super::orders::OrderNode;
+use crate::domain::Money;
 use crate::ledger::{self, EntryKind, WalletPosting};
 
 /// One movement of your wallet.
@@ -19,12 +19,12 @@ pub struct PostingNode(WalletPosting);
 impl PostingNode {
     /// Signed amount in fen: positive into the wallet, negative out of it.
     async fn amount(&self) -> Money {
-        Money(self.0.amount)
+        self.0.amount
     }
 
     /// The wallet balance right after this movement, in fen.
     async fn balance_after(&self) -> Option<Money> {
-        self.0.balance_after.map(Money)
+        self.0.balance_after
     }
 
     /// Why the money moved.
@@ -47,23 +47,12 @@ impl PostingNode {
     }
 }
 
-/// A posting and its cursor.
-#[derive(SimpleObject)]
-pub struct LedgerEdge {
-    /// Opaque position of this posting.
-    cursor: String,
-    /// The posting.
-    node: PostingNode,
-}
-
-/// A page of wallet movements, newest first.
-#[derive(SimpleObject)]
-pub struct LedgerConnection {
-    /// The postings with their cursors.
-    edges: Vec<LedgerEdge>,
-    /// Whether more follow.
-    page_info: PageInfo,
-}
+connection!(
+    LedgerConnection("A page of wallet movements, newest first.", edges: "The postings with their cursors."),
+    LedgerEdge("A posting and its cursor.", cursor: "Opaque position of this posting.", node: "The posting."),
+    PostingNode,
+    cursor_kind: "posting",
+);
 
 /// Ledger queries.
 #[derive(Default)]
@@ -81,23 +70,10 @@ impl LedgerQuery {
         #[graphql(desc = "Cursor of the last posting of the previous page.")] after: Option<String>,
     ) -> async_graphql::Result<LedgerConnection> {
         let v = viewer(ctx)?;
-        let first = page_size(first)?;
-        let after = after
-            .as_deref()
-            .map(|c| cursor::decode("posting", c))
-            .transpose()?;
-        let mut conn = state(ctx)?.pool.get().await.map_err(AppError::from)?;
-        let (rows, more) = ledger::wallet_postings(&mut conn, v.user_id, first, after).await?;
-        let end_cursor = rows.last().map(|p| cursor::encode("posting", p.id));
-        Ok(LedgerConnection {
-            edges: rows
-                .into_iter()
-                .map(|p| LedgerEdge {
-                    cursor: cursor::encode("posting", p.id),
-                    node: PostingNode(p),
-                })
-                .collect(),
-            page_info: PageInfo::new(more, end_cursor),
-        })
+        let page = PageArgs::parse(LedgerConnection::CURSOR_KIND, first, after.as_deref())?;
+        let postings =
+            ledger::wallet_postings(&mut *conn(ctx).await?, v.user_id, page.first, page.after)
+                .await?;
+        Ok(LedgerConnection::new(postings, |p| p.id, PostingNode))
     }
 }

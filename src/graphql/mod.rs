@@ -3,19 +3,21 @@
 
 pub mod accounts;
 pub mod auth;
-pub mod cursor;
+pub mod connection;
 mod errors;
 pub mod ledger;
 pub mod loaders;
 pub mod orders;
+mod qr;
 pub mod scalars;
 
 use std::sync::Arc;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
-use crate::app::AppState;
+use crate::db::PooledConn;
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// Deepest accepted query (GraphiQL's introspection query needs 13).
 pub const MAX_DEPTH: usize = 16;
@@ -79,6 +81,11 @@ pub(crate) fn loader<'a>(
 ) -> Result<&'a async_graphql::dataloader::DataLoader<loaders::TopupLoader>, AppError> {
     ctx.data()
         .map_err(|_| AppError::internal("the schema was built without the loader"))
+}
+
+/// A pooled connection for a resolver's SQL; returned to the pool when dropped.
+pub(crate) async fn conn(ctx: &Context<'_>) -> Result<PooledConn, AppError> {
+    Ok(state(ctx)?.pool.get().await?)
 }
 
 /// The app state, owned (for streams that outlive the resolver).

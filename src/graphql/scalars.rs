@@ -1,10 +1,8 @@
-//! Custom scalars.
+//! Custom scalars: `Money` is the domain's [`Money`] on the wire.
 
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 
-/// An amount of money in fen (see the scalar's description).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Money(pub i64);
+use crate::domain::Money;
 
 /// An amount of money in fen (分, 1/100 yuan): a 64-bit integer.
 ///
@@ -22,11 +20,11 @@ impl ScalarType for Money {
                         "Money must be an integer number of fen, got {s:?}"
                     )));
                 }
-                s.parse::<i64>().map(Money).map_err(|_| {
+                s.parse::<i64>().map(Money::fen).map_err(|_| {
                     InputValueError::custom(format!("Money out of 64-bit range: {s:?}"))
                 })
             }
-            Value::Number(n) => n.as_i64().map(Money).ok_or_else(|| {
+            Value::Number(n) => n.as_i64().map(Money::fen).ok_or_else(|| {
                 InputValueError::custom(format!("Money must be an integer number of fen, got {n}"))
             }),
             _ => Err(InputValueError::expected_type(value)),
@@ -40,7 +38,7 @@ impl ScalarType for Money {
     }
 
     fn to_value(&self) -> Value {
-        Value::String(self.0.to_string())
+        Value::String(self.as_fen().to_string())
     }
 }
 
@@ -51,17 +49,17 @@ mod tests {
     #[test]
     fn money_round_trips_as_a_string() {
         assert_eq!(
-            Money(i64::MAX).to_value(),
+            Money::fen(i64::MAX).to_value(),
             Value::String(i64::MAX.to_string())
         );
         assert_eq!(
             Money::parse(Value::String("9007199254740993".into())).ok(),
-            Some(Money(9_007_199_254_740_993))
+            Some(Money::fen(9_007_199_254_740_993))
         );
-        assert_eq!(Money::parse(Value::from(1500)).ok(), Some(Money(1500)));
+        assert_eq!(Money::parse(Value::from(1500)).ok(), Some(Money::fen(1500)));
         assert_eq!(
             Money::parse(Value::String("-5".into())).ok(),
-            Some(Money(-5))
+            Some(Money::fen(-5))
         );
         for bad in ["", "1.5", "1e3", "+5", " 5", "abc", "99999999999999999999"] {
             assert!(Money::parse(Value::String(bad.into())).is_err(), "{bad:?}");

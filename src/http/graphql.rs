@@ -13,10 +13,10 @@ use poem::{Body, IntoResponse, Request, Response, handler};
 
 use super::body::{ReadError, read_limited};
 use crate::accounts::tokens::JwtKeys;
-use crate::app::AppState;
 use crate::graphql::ClientIp;
 use crate::graphql::TopupSchema;
 use crate::graphql::auth::Auth;
+use crate::state::AppState;
 
 /// Largest accepted GraphQL request body.
 pub const MAX_BODY: usize = 64 * 1024;

@@ -14,9 +14,9 @@ use poem::middleware::{CatchPanic, Cors, Tracing};
 use poem::web::Data;
 use poem::{EndpointExt, Route, get, handler, post};
 
-use crate::app::AppState;
 use crate::gateway::sandbox::Sandbox;
 use crate::graphql::TopupSchema;
+use crate::state::AppState;
 
 /// Every route of a Topup instance (and the sandbox under `/sandbox` in dev mode).
 pub fn routes(

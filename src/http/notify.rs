@@ -8,9 +8,9 @@ use poem::web::Data;
 use poem::{Body, Request, Response, handler};
 
 use super::body::{ReadError, read_limited};
-use crate::app::AppState;
 use crate::gateway::swiftpass::MAX_BODY;
 use crate::payments::notify::{self, Answer, Inbound};
+use crate::state::AppState;
 
 /// The notify route.
 #[handler]
@@ -33,8 +33,16 @@ pub async fn swiftpass(req: &Request, body: Body, Data(state): Data<&Arc<AppStat
             )
         })
         .collect();
+    let mut conn = match state.pool.get().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(error = %e, "no database connection for a notify");
+            return plain(Answer::Failure);
+        }
+    };
     let answer = notify::receive(
-        state,
+        &mut conn,
+        &state.cashier.gateway,
         Inbound {
             body,
             truncated,

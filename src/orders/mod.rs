@@ -1,11 +1,9 @@
-//! Orders: recharges (paid at the gateway) and purchases (paid from the wallet).
+//! Orders: recharges (paid at the gateway) and purchases (paid from the wallet), their
+//! numbers and their status changes.
 //!
-//! The order number is the gateway's `out_trade_no`: a kind letter and a ULID, so unique,
-//! time-sortable and within SwiftPass's 32 alphanumerics. The state machine lives in
-//! [`OrderStatus::sources`]: every status change is a compare-and-set whose `WHERE` allows
-//! exactly those sources, and appends an order event in the same transaction.
-//!
-//! Only `payments` moves an order to PAID.
+//! The state machine is [`OrderStatus::sources`]: every status change is a compare-and-set
+//! whose `WHERE` allows exactly those sources, and appends an order event in the same
+//! transaction. Only `payments` moves an order to PAID, through [`mark_paid_cte`].
 
 pub mod recharge;
 
@@ -15,165 +13,70 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::accounts::Role;
 use crate::accounts::tokens::Viewer;
-use crate::db::Pool;
+use crate::config::RechargeSettings;
+use crate::db::Page;
 use crate::db::schema::orders;
+use crate::domain::{Channel, Money, OrderKind, OrderNo, OrderStatus, ReviewReason};
 use crate::error::{AppError, AppResult};
-use crate::events;
+use crate::events::{self, EventKind};
+use crate::gateway::swiftpass::Client;
 
-crate::text_enum! {
-    /// Where an order is in its life.
-    #[derive(async_graphql::Enum)]
-    pub enum OrderStatus {
-        /// Created; waiting for the payment.
-        Pending = "PENDING",
-        /// Paid in full.
-        Paid = "PAID",
-        /// Closed unpaid (expired or cancelled).
-        Closed = "CLOSED",
-        /// The gateway refused to create the payment.
-        Failed = "FAILED",
-        /// Paid, and part of it refunded.
-        PartiallyRefunded = "PARTIALLY_REFUNDED",
-        /// Paid, and all of it refunded.
-        Refunded = "REFUNDED",
-    }
-}
-
-crate::text_enum! {
-    /// What an order is for.
-    #[derive(async_graphql::Enum)]
-    pub enum OrderKind {
-        /// Money into the wallet, paid by QR code.
-        Recharge = "RECHARGE",
-        /// A product, paid from the wallet.
-        Purchase = "PURCHASE",
-    }
-}
-
-crate::text_enum! {
-    /// How a recharge is paid.
-    #[derive(async_graphql::Enum)]
-    #[graphql(name = "PaymentChannel")]
-    pub enum Channel {
-        /// WeChat Pay (SwiftPass `pay.weixin.native`).
-        Wechat = "WECHAT",
-        /// Alipay (SwiftPass `pay.alipay.native`).
-        Alipay = "ALIPAY",
-    }
-}
-
-impl OrderStatus {
-    /// The statuses an order may move to `self` from. The one place the state machine is
-    /// written down. A payment that arrives for a CLOSED or FAILED order is still money
-    /// received: it is credited and flagged for review.
-    pub fn sources(self) -> &'static [OrderStatus] {
-        use OrderStatus::*;
-        match self {
-            Pending => &[],
-            Paid => &[Pending, Closed, Failed],
-            Closed | Failed => &[Pending],
-            PartiallyRefunded => &[Paid, PartiallyRefunded],
-            Refunded => &[Paid, PartiallyRefunded],
-        }
-    }
-
-    /// Whether an order in this status can move to `to`.
-    pub fn can_become(self, to: OrderStatus) -> bool {
-        to.sources().contains(&self)
-    }
-
-    /// Whether the payment question is settled (subscriptions end here).
-    pub fn is_final_for_payment(self) -> bool {
-        !matches!(self, OrderStatus::Pending)
-    }
-
-    /// The texts of [`sources`](Self::sources), for SQL `= ANY($n)`.
-    pub fn source_texts(self) -> Vec<&'static str> {
-        self.sources().iter().map(|s| s.as_str()).collect()
-    }
-}
-
-/// An order number (`out_trade_no`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderNo(String);
-
-impl OrderNo {
-    /// A new number: `R` or `P`, then a ULID (26 characters, time-sortable).
-    pub fn generate(kind: OrderKind) -> OrderNo {
-        let letter = match kind {
-            OrderKind::Recharge => 'R',
-            OrderKind::Purchase => 'P',
-        };
-        OrderNo(format!("{letter}{}", ulid::Ulid::new()))
-    }
-
-    /// Checks a number given by a client or the gateway: 1 to 32 ASCII letters and digits.
-    pub fn parse(text: &str) -> AppResult<OrderNo> {
-        if (1..=32).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            Ok(OrderNo(text.to_string()))
-        } else {
-            Err(AppError::BadInput(format!("not an order number: {text:?}")))
-        }
-    }
-
-    /// The number.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// What issuing gateway-paid orders needs: the SwiftPass client, where SwiftPass posts its
+/// notifies, and the rules orders are made by.
+#[derive(Debug, Clone)]
+pub struct Cashier {
+    pub gateway: Client,
+    pub notify_url: String,
+    pub rules: RechargeSettings,
 }
 
 /// An order as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = orders)]
 pub struct Order {
-    /// Internal id.
     pub id: i64,
-    /// The order number (`out_trade_no`).
-    pub order_no: String,
-    /// The owner.
+    /// Also the gateway's `out_trade_no`.
+    pub order_no: OrderNo,
+    /// The customer.
     pub user_id: i64,
-    /// Recharge or purchase.
     pub kind: OrderKind,
-    /// Where it is in its life.
     pub status: OrderStatus,
-    /// The recharge channel.
+    /// How a recharge is paid.
     pub channel: Option<Channel>,
-    /// Amount in fen.
-    pub amount: i64,
-    /// Refunded so far, in fen.
-    pub refunded_amount: i64,
-    /// The product bought.
+    pub amount: Money,
+    pub refunded_amount: Money,
+    /// The product a purchase bought.
     pub product_id: Option<i64>,
-    /// The customer's IP when the order was created (sent to the gateway as mch_create_ip).
+    /// Sent to the gateway as `mch_create_ip`.
     pub client_ip: Option<String>,
     /// What the QR code encodes.
     pub code_url: Option<String>,
-    /// The gateway's transaction id.
+    /// The gateway's `transaction_id`.
     pub gateway_transaction_id: Option<String>,
-    /// The channel's transaction id.
+    /// The channel's (WeChat's, Alipay's) transaction id.
     pub gateway_out_transaction_id: Option<String>,
     /// Why the gateway refused it.
     pub failure_reason: Option<String>,
     /// Why it waits for a person's review.
-    pub review_reason: Option<String>,
-    /// Attribution snapshot: the agent.
+    pub review_reason: Option<ReviewReason>,
+    /// Attribution snapshot taken at creation.
     pub agent_id: Option<i64>,
-    /// Attribution snapshot: the sales person.
+    /// Attribution snapshot taken at creation.
     pub sales_user_id: Option<i64>,
-    /// Created.
     pub created_at: DateTime<Utc>,
-    /// Last changed.
     pub updated_at: DateTime<Utc>,
     /// When the QR code stops being payable.
     pub expires_at: Option<DateTime<Utc>>,
-    /// When it was paid (the gateway's time_end).
+    /// The gateway's payment time.
     pub paid_at: Option<DateTime<Utc>>,
-    /// When it was closed.
     pub closed_at: Option<DateTime<Utc>>,
 }
 
 /// Reads one order by number.
-pub async fn find_by_no(conn: &mut AsyncPgConnection, order_no: &str) -> AppResult<Option<Order>> {
+pub async fn find_by_no(
+    conn: &mut AsyncPgConnection,
+    order_no: &OrderNo,
+) -> AppResult<Option<Order>> {
     Ok(orders::table
         .filter(orders::order_no.eq(order_no))
         .select(Order::as_select())
@@ -182,7 +85,7 @@ pub async fn find_by_no(conn: &mut AsyncPgConnection, order_no: &str) -> AppResu
         .optional()?)
 }
 
-/// Reads orders by id (for loaders).
+/// Reads orders by id.
 pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult<Vec<Order>> {
     Ok(orders::table
         .filter(orders::id.eq_any(ids))
@@ -191,10 +94,15 @@ pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult
         .await?)
 }
 
-/// An order its owner (or an admin) may see; anyone else is told it does not exist.
-pub async fn visible_order(pool: &Pool, order_no: &str, viewer: &Viewer) -> AppResult<Order> {
-    let mut conn = pool.get().await?;
-    match find_by_no(&mut conn, order_no).await? {
+/// An order its owner (or an admin) may see; to anyone else, and for a number that cannot
+/// be one, it does not exist.
+pub async fn visible_order(
+    conn: &mut AsyncPgConnection,
+    order_no: &str,
+    viewer: &Viewer,
+) -> AppResult<Order> {
+    let order_no = OrderNo::parse(order_no).map_err(|_| AppError::NotFound("order"))?;
+    match find_by_no(conn, &order_no).await? {
         Some(order) if order.user_id == viewer.user_id || viewer.role == Role::Admin => Ok(order),
         _ => Err(AppError::NotFound("order")),
     }
@@ -203,9 +111,7 @@ pub async fn visible_order(pool: &Pool, order_no: &str, viewer: &Viewer) -> AppR
 /// Which of a user's orders to list.
 #[derive(Debug, Clone, Default)]
 pub struct OrderFilter {
-    /// Only this status.
     pub status: Option<OrderStatus>,
-    /// Only this kind.
     pub kind: Option<OrderKind>,
     /// Created at or after.
     pub from: Option<DateTime<Utc>>,
@@ -213,15 +119,14 @@ pub struct OrderFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
-/// A page of a user's orders, newest first, after the cursor. Returns the page and whether
-/// more follow.
+/// A page of a user's orders, newest first, after the cursor.
 pub async fn list_for_user(
     conn: &mut AsyncPgConnection,
     user_id: i64,
     filter: &OrderFilter,
     first: i64,
     after: Option<i64>,
-) -> AppResult<(Vec<Order>, bool)> {
+) -> AppResult<Page<Order>> {
     let mut query = orders::table
         .filter(orders::user_id.eq(user_id))
         .select(Order::as_select())
@@ -243,10 +148,7 @@ pub async fn list_for_user(
     if let Some(after) = after {
         query = query.filter(orders::id.lt(after));
     }
-    let mut rows = query.load(conn).await?;
-    let more = rows.len() as i64 > first;
-    rows.truncate(first as usize);
-    Ok((rows, more))
+    Ok(Page::from_overfetch(query.load(conn).await?, first))
 }
 
 /// Ends a pending order unpaid: FAILED (the gateway refused it; `detail` is the reason) or
@@ -258,9 +160,9 @@ pub async fn end_unpaid(
     to: OrderStatus,
     detail: &str,
 ) -> AppResult<Option<Order>> {
-    let (failure_reason, closed_at) = match to {
-        OrderStatus::Failed => (Some(detail), None),
-        OrderStatus::Closed => (None, Some(Utc::now())),
+    let (kind, failure_reason, closed_at) = match to {
+        OrderStatus::Failed => (EventKind::Failed, Some(detail), None),
+        OrderStatus::Closed => (EventKind::Closed, None, Some(Utc::now())),
         other => {
             return Err(AppError::internal(format!(
                 "end_unpaid cannot make an order {other}"
@@ -282,44 +184,40 @@ pub async fn end_unpaid(
         .await
         .optional()?;
     if let Some(order) = &changed {
-        events::record(conn, order.id, to.as_str(), to, Some(detail)).await?;
+        events::record(conn, order.id, kind, to, Some(detail)).await?;
     }
     Ok(changed)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_state_machine() {
-        use OrderStatus::*;
-        assert!(Pending.can_become(Paid));
-        assert!(Pending.can_become(Closed));
-        assert!(Pending.can_become(Failed));
-        assert!(Closed.can_become(Paid), "late payments are credited");
-        assert!(Paid.can_become(PartiallyRefunded));
-        assert!(PartiallyRefunded.can_become(Refunded));
-        for to in OrderStatus::ALL {
-            assert!(!Refunded.can_become(*to), "REFUNDED is terminal");
-            assert!(!to.can_become(Pending), "nothing goes back to PENDING");
-        }
-        assert!(!Paid.can_become(Paid));
-        assert!(!Paid.can_become(Closed));
-        assert!(!Closed.can_become(Failed));
-    }
-
-    #[test]
-    fn order_numbers() {
-        let a = OrderNo::generate(OrderKind::Recharge);
-        let b = OrderNo::generate(OrderKind::Recharge);
-        assert_eq!(a.as_str().len(), 27);
-        assert!(a.as_str().starts_with('R'));
-        assert!(OrderNo::parse(a.as_str()).is_ok());
-        // The first ten characters after the letter are the millisecond timestamp.
-        assert!(a.as_str()[1..11] <= b.as_str()[1..11], "time-sortable");
-        for bad in ["", "R-1", &"R".repeat(33), "订单"] {
-            assert!(OrderNo::parse(bad).is_err(), "{bad:?}");
-        }
-    }
+/// The CTE `<name>` (without `WITH`) that moves a recharge to PAID: a compare-and-set from
+/// any status the state machine allows, for the right amount only. It reads the columns
+/// `order_no`, `amount`, `transaction_id`, `out_transaction_id` and `paid_at` (null: now) of
+/// `input`, and returns the paid order's `id`, `order_no`, `user_id`, `amount`, `channel` and
+/// `review_reason` (set when the payment came after a close or a refusal); no row when
+/// nothing changed. Only `payments` may use it.
+pub fn mark_paid_cte(name: &str, input: &str) -> String {
+    let sources = OrderStatus::Paid
+        .source_texts()
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{name} AS (UPDATE orders o \
+            SET status = 'PAID', \
+                paid_at = coalesce({input}.paid_at, now()), \
+                gateway_transaction_id = {input}.transaction_id, \
+                gateway_out_transaction_id = {input}.out_transaction_id, \
+                review_reason = CASE o.status WHEN 'CLOSED' THEN '{after_close}' \
+                                              WHEN 'FAILED' THEN '{after_failure}' \
+                                              ELSE o.review_reason END, \
+                next_query_at = NULL, \
+                updated_at = now() \
+           FROM {input} \
+          WHERE o.order_no = {input}.order_no AND o.kind = 'RECHARGE' \
+            AND o.amount = {input}.amount AND o.status IN ({sources}) \
+      RETURNING o.id, o.order_no, o.user_id, o.amount, o.channel, o.review_reason)",
+        after_close = ReviewReason::PaidAfterClose,
+        after_failure = ReviewReason::PaidAfterFailure,
+    )
 }

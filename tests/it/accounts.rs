@@ -145,7 +145,8 @@ async fn an_invite_code_attributes_the_customer() {
         .expect("id")
         .parse()
         .expect("numeric id");
-    let user = topup::accounts::get_user(&app.state.pool, id)
+    let mut conn = app.state.pool.get().await.expect("connection");
+    let user = topup::accounts::get_user(&mut conn, id)
         .await
         .expect("user");
     assert_eq!(user.agent_id, Some(agent));

@@ -111,3 +111,63 @@ async fn the_database_refuses_what_would_break_the_ledger() {
     assert_eq!(data["ledger"]["edges"].as_array().expect("edges").len(), 1);
     assert_ledger_invariants(&app.db).await;
 }
+
+/// `ledger::post`, the one writer of standalone entries: a balanced entry moves the wallet
+/// and its running balance; an overdraft or a cause used before changes nothing.
+#[tokio::test]
+async fn posting_an_entry_moves_the_wallet_once_and_never_below_zero() {
+    use topup::domain::Money;
+    use topup::ledger::{self, Account, Entry, EntryKind, SystemAccount};
+
+    let app = TestApp::spawn().await;
+    let s = app.register("poster@example.com").await;
+    let user_id: i64 = s.user_id.parse().expect("id");
+    let entry = |cause: &str, fen: i64| Entry {
+        kind: EntryKind::Adjustment,
+        cause: cause.to_string(),
+        order_id: None,
+        memo: Some("test".into()),
+        postings: vec![
+            (Account::Wallet(user_id), Money::fen(fen)),
+            (
+                Account::System(SystemAccount::Adjustments),
+                Money::fen(-fen),
+            ),
+        ],
+    };
+    let mut conn = app.state.pool.get().await.expect("connection");
+
+    ledger::post(&mut conn, &entry("test:credit", 500))
+        .await
+        .expect("posted");
+    assert_eq!(app.balance(&s).await, 500);
+
+    let overdraft = ledger::post(&mut conn, &entry("test:overdraft", -501)).await;
+    assert!(
+        matches!(overdraft, Err(topup::error::AppError::InsufficientBalance)),
+        "{overdraft:?}"
+    );
+    let again = ledger::post(&mut conn, &entry("test:credit", 500)).await;
+    assert!(
+        matches!(again, Err(topup::error::AppError::Conflict(_))),
+        "{again:?}"
+    );
+    assert_eq!(app.balance(&s).await, 500);
+
+    ledger::post(&mut conn, &entry("test:debit", -200))
+        .await
+        .expect("posted");
+    let data = app
+        .gql_ok(
+            Some(&s.access),
+            "{ me { balance } ledger { edges { node { amount balanceAfter kind } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["me"]["balance"], "300");
+    assert_eq!(data["ledger"]["edges"][0]["node"]["amount"], "-200");
+    assert_eq!(data["ledger"]["edges"][0]["node"]["balanceAfter"], "300");
+    assert_eq!(data["ledger"]["edges"][0]["node"]["kind"], "ADJUSTMENT");
+    assert_eq!(data["ledger"]["edges"][1]["node"]["balanceAfter"], "500");
+    assert_ledger_invariants(&app.db).await;
+}

@@ -1,9 +1,17 @@
 //! Topup's integration tests: one binary, the real server on loopback ports, a database per
 //! test, clients speaking HTTP and WebSocket.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    reason = "a test and its helpers fail loudly"
+)]
 
 mod accounts;
 mod gateway;
 mod instances;
+mod layering;
 mod ledger;
 mod recharge;
 mod schema;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use topup::domain::{Money, OrderNo};
 use topup::payments::{PaymentResult, PaymentSource, apply_payment};
 
 use crate::support::ledger::{assert_ledger_invariants, wallet_sum};
@@ -140,14 +141,17 @@ async fn the_notify_route_and_a_direct_apply_racing_credit_once() {
     let direct = (0..20).map(|_| {
         let app = app.clone();
         let payment = PaymentResult {
-            order_no: order_no.clone(),
-            amount: 1234,
+            order_no: OrderNo::parse(&order_no).expect("order number"),
+            amount: Money::fen(1234),
             transaction_id: Some(format!("{mch_id}202611250000000001")),
             out_transaction_id: None,
             paid_at: None,
             source: PaymentSource::Query,
         };
-        tokio::spawn(async move { apply_payment(&app.state.pool, &payment).await.is_ok() })
+        tokio::spawn(async move {
+            let mut conn = app.state.pool.get().await.expect("connection");
+            apply_payment(&mut conn, &payment).await.is_ok()
+        })
     });
     let all: Vec<_> = notifies.chain(direct).collect();
     for handle in all {

@@ -18,8 +18,8 @@ pub use sign::{
     parse_public_key, string_to_sign,
 };
 pub use types::{
-    BillType, NativeRequest, NativeResponse, NativeService, PayNotify, RefundItem, RefundQuery,
-    RefundRef, RefundRequest, RefundResponse, RefundStatus, TradeQuery, TradeRef, TradeState,
-    format_time, parse_time,
+    BillType, NativeRequest, NativeResponse, NativeService, NotifyOutcome, PaidTrade, PayNotify,
+    RefundItem, RefundQuery, RefundRef, RefundRequest, RefundResponse, RefundStatus, TradeQuery,
+    TradeRef, TradeState, format_time, parse_time,
 };
 pub use xml::{MAX_BODY, XmlError};

@@ -150,9 +150,10 @@ fn rsa_scheme(sign_type: SignType, message: &[u8]) -> Result<(Pkcs1v15Sign, Vec<
 }
 
 /// Makes signatures with our secret: the MD5 key or the merchant's RSA private key.
-// One signer lives per merchant configuration; its size does not matter, and the public shape
-// (`key: RsaPrivateKey`, unboxed) is what callers construct.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one signer lives per merchant configuration; callers construct the unboxed key"
+)]
 #[derive(Clone)]
 pub enum Signer {
     /// MD5 with the shared merchant key.

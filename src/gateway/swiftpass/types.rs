@@ -581,6 +581,67 @@ impl PayNotify {
     }
 }
 
+/// What a verified notify reports: the one mapping of SwiftPass's `status`, `result_code`
+/// and `pay_result` flags to an outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    /// The customer paid `total_fee` for `out_trade_no`.
+    Paid(PaidTrade),
+    /// `status` is not `0`: the message itself reports a failure.
+    NotOk { status: String },
+    /// `result_code` is not `0`.
+    ResultFailed { result_code: Option<String> },
+    /// `pay_result` is not `0`: the payment failed.
+    PayFailed { pay_result: Option<String> },
+    /// The flags say paid, but what was paid for is missing.
+    Incomplete(&'static str),
+}
+
+/// A payment a notify reports, with what was paid for and how much.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaidTrade {
+    pub out_trade_no: String,
+    /// In fen.
+    pub total_fee: i64,
+    pub transaction_id: Option<String>,
+    pub out_transaction_id: Option<String>,
+    pub time_end: Option<DateTime<Utc>>,
+    /// e.g. `pay.weixin.native`.
+    pub trade_type: Option<String>,
+}
+
+impl PayNotify {
+    /// What the notify reports.
+    pub fn outcome(&self) -> NotifyOutcome {
+        if self.status != "0" {
+            return NotifyOutcome::NotOk {
+                status: self.status.clone(),
+            };
+        }
+        if self.result_code.as_deref() != Some("0") {
+            return NotifyOutcome::ResultFailed {
+                result_code: self.result_code.clone(),
+            };
+        }
+        if self.pay_result.as_deref() != Some("0") {
+            return NotifyOutcome::PayFailed {
+                pay_result: self.pay_result.clone(),
+            };
+        }
+        let (Some(out_trade_no), Some(total_fee)) = (&self.out_trade_no, self.total_fee) else {
+            return NotifyOutcome::Incomplete("out_trade_no or total_fee missing");
+        };
+        NotifyOutcome::Paid(PaidTrade {
+            out_trade_no: out_trade_no.clone(),
+            total_fee,
+            transaction_id: self.transaction_id.clone(),
+            out_transaction_id: self.out_transaction_id.clone(),
+            time_end: self.time_end,
+            trade_type: self.trade_type.clone(),
+        })
+    }
+}
+
 /// A field that must be present.
 fn required(p: &Params, key: &str) -> Result<String, String> {
     p.get(key).cloned().ok_or_else(|| format!("{key} missing"))

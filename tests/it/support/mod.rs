@@ -2,8 +2,6 @@
 //! private throw-away cluster started from the installed binaries), a database per test
 //! cloned from a migrated template, and the real server on a loopback port.
 
-#![allow(dead_code)]
-
 pub mod ledger;
 pub mod pay;
 pub mod ws;
@@ -15,9 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
-use topup::app::{AppState, Application, GatewayKind};
+use topup::app::{Application, GatewayKind};
 use topup::config::{Config, Secret};
 use topup::db::embedded::{Cluster, ClusterOptions};
+use topup::state::AppState;
 
 /// The JWT secret every test server signs with.
 pub const JWT_SECRET: &str = "test-secret-for-topup-integration-tests";
@@ -193,7 +192,10 @@ pid=$(head -n 1 "$2/postmaster.pid" 2>/dev/null)
 for _ in 1 2 3 4 5 6 7 8 9 10; do [ -e "$2/postmaster.pid" ] || break; sleep 1; done
 rm -rf "$2""#;
     // Deliberately never waited for: it must outlive this process.
-    #[allow(clippy::zombie_processes)]
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the watcher must outlive this process"
+    )]
     let _watcher = std::process::Command::new("/bin/sh")
         .args(["-c", script, "watch"])
         .arg(std::process::id().to_string())

@@ -1,0 +1,149 @@
+//! The GraphQL shapes of orders: the order, its events, a payable recharge, a status update.
+
+use async_graphql::{Context, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Channel, Money, OrderKind, OrderStatus};
+use crate::events::EventRow;
+use crate::graphql::loaders::OrderEventsLoader;
+use crate::orders::Order;
+
+/// A recharge or a purchase.
+pub struct OrderNode(pub Order);
+
+/// A recharge or a purchase.
+#[Object(name = "Order")]
+impl OrderNode {
+    /// The order number; also the gateway's `out_trade_no`.
+    async fn order_no(&self) -> &str {
+        self.0.order_no.as_str()
+    }
+
+    /// Recharge or purchase.
+    async fn kind(&self) -> OrderKind {
+        self.0.kind
+    }
+
+    /// Where the order is in its life.
+    async fn status(&self) -> OrderStatus {
+        self.0.status
+    }
+
+    /// Amount in fen.
+    async fn amount(&self) -> Money {
+        self.0.amount
+    }
+
+    /// Refunded so far, in fen.
+    async fn refunded_amount(&self) -> Money {
+        self.0.refunded_amount
+    }
+
+    /// How a recharge is paid (null for purchases).
+    async fn channel(&self) -> Option<Channel> {
+        self.0.channel
+    }
+
+    /// When the order was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// When it was paid (the gateway's payment time).
+    async fn paid_at(&self) -> Option<DateTime<Utc>> {
+        self.0.paid_at
+    }
+
+    /// When the QR code stops being payable (recharges).
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+
+    /// When it was closed unpaid.
+    async fn closed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.closed_at
+    }
+
+    /// Why the gateway refused it (FAILED orders).
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_deref()
+    }
+
+    /// What the QR code encodes, while the order can still be paid.
+    async fn code_url(&self) -> Option<&str> {
+        match self.0.status {
+            OrderStatus::Pending => self.0.code_url.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The order's timeline, oldest first.
+    async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<OrderEventNode>> {
+        let events = crate::graphql::loader(ctx)?
+            .load_one(OrderEventsLoader(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(events.into_iter().map(OrderEventNode).collect())
+    }
+}
+
+/// One change in an order's life.
+pub struct OrderEventNode(pub EventRow);
+
+/// One change in an order's life.
+#[Object(name = "OrderEvent")]
+impl OrderEventNode {
+    /// What happened: CREATED, PAID, FAILED, CLOSED, ...
+    async fn kind(&self) -> &str {
+        self.0.kind.as_str()
+    }
+
+    /// The order's status after it.
+    async fn status(&self) -> OrderStatus {
+        self.0.status
+    }
+
+    /// Details (a failure reason, a review flag).
+    async fn detail(&self) -> Option<&str> {
+        self.0.detail.as_deref()
+    }
+
+    /// When it happened.
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A payable recharge: show `qrCodeSvg` (or encode `codeUrl`) for the customer to scan.
+#[derive(SimpleObject)]
+pub struct RechargePayload {
+    /// The PENDING order.
+    pub order: OrderNode,
+    /// What the QR code encodes (a WeChat or Alipay payment link).
+    pub code_url: String,
+    /// The QR code as an SVG document, drawn locally from `codeUrl`.
+    pub qr_code_svg: String,
+    /// When the code stops being payable.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A change of an order's status, as `orderStatus` streams it.
+#[derive(SimpleObject)]
+pub struct OrderStatusUpdate {
+    /// The order number.
+    order_no: String,
+    /// The status now.
+    status: OrderStatus,
+    /// The whole order.
+    order: OrderNode,
+}
+
+impl From<Order> for OrderStatusUpdate {
+    fn from(order: Order) -> Self {
+        OrderStatusUpdate {
+            order_no: order.order_no.to_string(),
+            status: order.status,
+            order: OrderNode(order),
+        }
+    }
+}
