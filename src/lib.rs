@@ -46,6 +46,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod domain;

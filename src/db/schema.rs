@@ -219,6 +219,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_log (id) {
+        id -> Int8,
+        actor_id -> Nullable<Int8>,
+        action -> Text,
+        subject -> Nullable<Text>,
+        input -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(users -> agents (agent_id));
 diesel::joinable!(invite_codes -> agents (agent_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -249,5 +260,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     journal_entries,
     postings,
     notify_inbox,
-    payment_reviews
+    payment_reviews,
+    audit_log
 );

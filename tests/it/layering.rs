@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("accounts", 2),
     ("events", 2),
     ("ledger", 2),
+    ("audit", 2),
     ("domain", 1),
     ("db", 0),
     ("gateway", 0),

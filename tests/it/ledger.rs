@@ -171,3 +171,33 @@ async fn posting_an_entry_moves_the_wallet_once_and_never_below_zero() {
     assert_eq!(data["ledger"]["edges"][1]["node"]["balanceAfter"], "500");
     assert_ledger_invariants(&app.db).await;
 }
+
+/// The audit log keeps what admins did: entries are read back by subject and never change.
+#[tokio::test]
+async fn audit_entries_are_append_only() {
+    let app = TestApp::spawn().await;
+    let mut conn = app.state.pool.get().await.expect("connection");
+    let input = json!({ "amount": "100", "reason": "goodwill" });
+    topup::audit::record(&mut conn, None, "adjustBalance", Some("user:1"), &input)
+        .await
+        .expect("recorded");
+    let entries = topup::audit::about(&mut conn, "user:1")
+        .await
+        .expect("read");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].action, "adjustBalance");
+    assert_eq!(entries[0].input, input);
+    let mut raw = app.db.connect().await;
+    assert!(
+        run(&mut raw, "UPDATE audit_log SET action = 'nothing'")
+            .await
+            .expect_err("refused")
+            .contains("append-only")
+    );
+    assert!(
+        run(&mut raw, "DELETE FROM audit_log")
+            .await
+            .expect_err("refused")
+            .contains("append-only")
+    );
+}

@@ -119,6 +119,7 @@ async fn db_schema_matches_migrations() {
         declared(postings::table, "postings"),
         declared(notify_inbox::table, "notify_inbox"),
         declared(payment_reviews::table, "payment_reviews"),
+        declared(audit_log::table, "audit_log"),
     ];
 
     #[derive(QueryableByName)]
