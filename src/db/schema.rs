@@ -67,10 +67,12 @@ diesel::table! {
         name -> Text,
         description -> Text,
         price -> Int8,
-        duration_days -> Nullable<Int4>,
+        period_days -> Nullable<Int4>,
         active -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        kind -> Text,
+        archived_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -100,6 +102,10 @@ diesel::table! {
         closed_at -> Nullable<Timestamptz>,
         next_query_at -> Nullable<Timestamptz>,
         query_attempts -> Int4,
+        product_name -> Nullable<Text>,
+        unit_price -> Nullable<Int8>,
+        quantity -> Nullable<Int4>,
+        period_days -> Nullable<Int4>,
     }
 }
 
@@ -118,10 +124,27 @@ diesel::table! {
         id -> Int8,
         user_id -> Int8,
         product_id -> Int8,
-        order_id -> Int8,
-        starts_at -> Timestamptz,
-        ends_at -> Nullable<Timestamptz>,
+        units -> Nullable<Int8>,
+        valid_until -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    entitlement_grants (order_id) {
+        order_id -> Int8,
+        entitlement_id -> Int8,
+        amount -> Int8,
+        units -> Nullable<Int8>,
+        seconds -> Nullable<Int8>,
+        valid_from -> Nullable<Timestamptz>,
+        valid_until -> Nullable<Timestamptz>,
+        refunded_amount -> Int8,
+        taken_units -> Int8,
+        taken_seconds -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -235,7 +258,9 @@ diesel::joinable!(invite_codes -> agents (agent_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(orders -> products (product_id));
-diesel::joinable!(entitlements -> orders (order_id));
+diesel::joinable!(entitlements -> products (product_id));
+diesel::joinable!(entitlement_grants -> entitlements (entitlement_id));
+diesel::joinable!(entitlement_grants -> orders (order_id));
 diesel::joinable!(idempotency_keys -> orders (order_id));
 diesel::joinable!(refunds -> orders (order_id));
 diesel::joinable!(order_events -> orders (order_id));
@@ -254,6 +279,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     orders,
     idempotency_keys,
     entitlements,
+    entitlement_grants,
     refunds,
     order_events,
     ledger_accounts,

@@ -112,6 +112,7 @@ async fn db_schema_matches_migrations() {
         declared(orders::table, "orders"),
         declared(idempotency_keys::table, "idempotency_keys"),
         declared(entitlements::table, "entitlements"),
+        declared(entitlement_grants::table, "entitlement_grants"),
         declared(refunds::table, "refunds"),
         declared(order_events::table, "order_events"),
         declared(ledger_accounts::table, "ledger_accounts"),
