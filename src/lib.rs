@@ -11,7 +11,7 @@
 //! ```text
 //! app                      start-up wiring: imports everything, imported by nothing
 //!  └ http → graphql → state    transport: parse, authorize, call a capability
-//!     └ payments → orders → accounts, events → ledger      capabilities: own their SQL
+//!     └ payments → orders → catalog, accounts, events → ledger → audit   capabilities
 //!        └ domain, db, gateway, config, error                 values and infrastructure
 //! ```
 //!
@@ -19,8 +19,10 @@
 //! `state` is the bag of shared handles (pool, cashier, JWT keys, event hub) the transports
 //! hand out piece by piece. The capabilities: `accounts` (users, sessions), `ledger` (the
 //! only writer of journal entries and postings), `events` (the order timeline, its outbox and
-//! the LISTEN hub), `orders` (orders and their state machine, recharge creation), `payments`
-//! (the one path to PAID, the notify inbox, reviews, settling with the gateway). Underneath:
+//! the LISTEN hub), `orders` (orders and their state machine, creating orders paid by QR
+//! code), `catalog` (products, entitlements), `payments` (the one path to PAID: gateway
+//! payments and purchases from the balance; the notify inbox, reviews, settling with the
+//! gateway), `audit` (who did what). Underneath:
 //! `domain` (money, order numbers and statuses, idempotency keys: built valid or not at all),
 //! `db`, `gateway` (the SwiftPass protocol and its sandbox), `config`, `error`.
 //!
@@ -41,12 +43,14 @@
 //!
 //! Where one statement must touch several capabilities' tables (applying a payment), each
 //! owning module renders its fragment as a CTE over named columns (`orders::mark_paid_cte`,
-//! `ledger::EntrySql`, `events::record_cte`, the inbox and review CTEs of `payments`); the
-//! same fragments back the standalone functions, so no table's write is spelled twice.
+//! `ledger::EntrySql`, `catalog::grant_ctes`, `events::record_cte`, the inbox and review
+//! CTEs of `payments`); the same fragments back the standalone functions, so no table's
+//! write is spelled twice.
 
 pub mod accounts;
 pub mod app;
 pub mod audit;
+pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -1,6 +1,7 @@
 //! Users, roles, passwords and sessions: sign-up (with an optional invite code that attributes
 //! a customer to an agent and sales person), login, refresh-token rotation, logout.
 
+mod directory;
 pub mod password;
 pub mod tokens;
 
@@ -17,6 +18,8 @@ use crate::db::schema::{invite_codes, refresh_tokens, sessions, users};
 use crate::error::{AppError, AppResult};
 use crate::ledger;
 use tokens::{JwtKeys, REFRESH_TTL};
+
+pub use directory::{list_users, users_by_ids};
 
 crate::text_enum! {
     /// What a user may see and do.

@@ -31,13 +31,13 @@ crate::text_enum! {
     pub enum OrderKind {
         /// Money into the wallet, paid by QR code.
         Recharge = "RECHARGE",
-        /// A product, paid from the wallet.
+        /// A product, paid from the balance or by QR code.
         Purchase = "PURCHASE",
     }
 }
 
 crate::text_enum! {
-    /// How a recharge is paid.
+    /// How an order is paid at the gateway.
     #[derive(async_graphql::Enum)]
     #[graphql(name = "PaymentChannel")]
     pub enum Channel {
@@ -53,7 +53,7 @@ crate::text_enum! {
     pub enum ReviewReason {
         /// The amount paid differs from the order's (not credited).
         AmountMismatch = "AMOUNT_MISMATCH",
-        /// No recharge order has this number (not credited).
+        /// No order paid by QR code has this number (not credited).
         UnknownOrder = "UNKNOWN_ORDER",
         /// Paid after the order was closed (credited).
         PaidAfterClose = "PAID_AFTER_CLOSE",

@@ -11,6 +11,7 @@
 //! [`entry`] is the one way to write an entry: [`post`] for a standalone entry, and
 //! [`EntrySql`] for an entry that is part of a bigger statement (the payment apply).
 
+pub mod adjust;
 mod entry;
 
 use chrono::{DateTime, Utc};
@@ -46,7 +47,7 @@ crate::text_enum! {
     pub enum EntryKind {
         /// A paid recharge: clearing → wallet.
         Recharge = "RECHARGE",
-        /// A purchase: wallet → revenue.
+        /// A purchase: wallet (bought from the balance) or clearing (by QR code) → revenue.
         Purchase = "PURCHASE",
         /// A refund back to where the money came from.
         Refund = "REFUND",
@@ -82,6 +83,22 @@ pub async fn wallet_balance(conn: &mut AsyncPgConnection, user_id: i64) -> AppRe
         .optional()?
         .flatten()
         .ok_or(AppError::NotFound("wallet"))
+}
+
+/// The balances of some customers' wallets, by user id.
+pub async fn wallet_balances(
+    conn: &mut AsyncPgConnection,
+    user_ids: &[i64],
+) -> AppResult<Vec<(i64, Money)>> {
+    let rows: Vec<(Option<i64>, Option<Money>)> = ledger_accounts::table
+        .filter(ledger_accounts::user_id.eq_any(user_ids))
+        .select((ledger_accounts::user_id, ledger_accounts::balance))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(user, balance)| Some((user?, balance?)))
+        .collect())
 }
 
 /// One movement of a customer's wallet.

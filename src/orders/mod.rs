@@ -1,10 +1,12 @@
-//! Orders: recharges (paid at the gateway) and purchases (paid from the wallet), their
-//! numbers and their status changes.
+//! Orders: recharges (paid at the gateway) and purchases (paid from the balance, or at the
+//! gateway by QR code), their numbers and their status changes.
 //!
 //! The state machine is [`OrderStatus::sources`]: every status change is a compare-and-set
 //! whose `WHERE` allows exactly those sources, and appends an order event in the same
-//! transaction. Only `payments` moves an order to PAID, through [`mark_paid_cte`].
+//! transaction. Only `payments` moves an order to PAID, through [`mark_paid_cte`] (or, for a
+//! purchase from the balance, creates it PAID through [`insert_wallet_purchase`]).
 
+pub mod idempotency;
 pub mod recharge;
 
 use chrono::{DateTime, Utc};
@@ -41,7 +43,7 @@ pub struct Order {
     pub user_id: i64,
     pub kind: OrderKind,
     pub status: OrderStatus,
-    /// How a recharge is paid.
+    /// How it is paid at the gateway; `None` for a purchase paid from the balance.
     pub channel: Option<Channel>,
     pub amount: Money,
     pub refunded_amount: Money,
@@ -70,6 +72,89 @@ pub struct Order {
     /// The gateway's payment time.
     pub paid_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// A purchase's product name, as bought.
+    pub product_name: Option<String>,
+    /// A purchase's unit price, as bought.
+    pub unit_price: Option<Money>,
+    /// A purchase's number of units.
+    pub quantity: Option<i32>,
+    /// A subscription purchase's period per unit, as bought.
+    pub period_days: Option<i32>,
+}
+
+impl Order {
+    /// Whether `viewer` may see this order: its customer, or an admin.
+    pub fn is_visible_to(&self, viewer: &Viewer) -> bool {
+        self.user_id == viewer.user_id || viewer.role == Role::Admin
+    }
+}
+
+/// Who ordered: their attribution, snapshotted onto each order they create.
+#[derive(Debug, Clone, Copy)]
+pub struct Attribution {
+    pub agent_id: Option<i64>,
+    pub sales_user_id: Option<i64>,
+}
+
+/// Locks the customer's own row for the rest of the transaction and reads their attribution.
+/// Serializes one customer's order creation (idempotency keys, open-order caps, balance
+/// purchases) without touching anybody else's.
+pub async fn lock_customer(conn: &mut AsyncPgConnection, user_id: i64) -> AppResult<Attribution> {
+    use crate::db::schema::users;
+    let (agent_id, sales_user_id): (Option<i64>, Option<i64>) = users::table
+        .find(user_id)
+        .select((users::agent_id, users::sales_user_id))
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("user"))?;
+    Ok(Attribution {
+        agent_id,
+        sales_user_id,
+    })
+}
+
+/// A purchase paid from the balance, as it is recorded.
+#[derive(Debug, Clone)]
+pub struct WalletPurchase<'a> {
+    pub user_id: i64,
+    pub attribution: Attribution,
+    pub product_id: i64,
+    pub product_name: &'a str,
+    pub unit_price: Money,
+    pub quantity: i32,
+    pub period_days: Option<i32>,
+    pub amount: Money,
+}
+
+/// Inserts a purchase paid from the balance: it is born PAID (now), since its payment is
+/// the ledger entry written in the same transaction. Only `payments` may use it.
+pub async fn insert_wallet_purchase(
+    conn: &mut AsyncPgConnection,
+    p: &WalletPurchase<'_>,
+) -> AppResult<Order> {
+    Ok(diesel::insert_into(orders::table)
+        .values((
+            orders::order_no.eq(OrderNo::generate(OrderKind::Purchase)),
+            orders::user_id.eq(p.user_id),
+            orders::kind.eq(OrderKind::Purchase),
+            orders::status.eq(OrderStatus::Paid),
+            orders::amount.eq(p.amount),
+            orders::product_id.eq(p.product_id),
+            orders::product_name.eq(p.product_name),
+            orders::unit_price.eq(p.unit_price),
+            orders::quantity.eq(p.quantity),
+            orders::period_days.eq(p.period_days),
+            orders::agent_id.eq(p.attribution.agent_id),
+            orders::sales_user_id.eq(p.attribution.sales_user_id),
+            orders::paid_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("now()")),
+        ))
+        .returning(Order::as_returning())
+        .get_result(conn)
+        .await?)
 }
 
 /// Reads one order by number.
@@ -103,7 +188,7 @@ pub async fn visible_order(
 ) -> AppResult<Order> {
     let order_no = OrderNo::parse(order_no).map_err(|_| AppError::NotFound("order"))?;
     match find_by_no(conn, &order_no).await? {
-        Some(order) if order.user_id == viewer.user_id || viewer.role == Role::Admin => Ok(order),
+        Some(order) if order.is_visible_to(viewer) => Ok(order),
         _ => Err(AppError::NotFound("order")),
     }
 }
@@ -127,12 +212,26 @@ pub async fn list_for_user(
     first: i64,
     after: Option<i64>,
 ) -> AppResult<Page<Order>> {
+    list(conn, Some(user_id), filter, first, after).await
+}
+
+/// A page of one user's orders, or (`None`) of everybody's, newest first, after the cursor.
+/// Who may ask for which is the caller's to decide.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    user_id: Option<i64>,
+    filter: &OrderFilter,
+    first: i64,
+    after: Option<i64>,
+) -> AppResult<Page<Order>> {
     let mut query = orders::table
-        .filter(orders::user_id.eq(user_id))
         .select(Order::as_select())
         .order(orders::id.desc())
         .limit(first + 1)
         .into_boxed();
+    if let Some(user_id) = user_id {
+        query = query.filter(orders::user_id.eq(user_id));
+    }
     if let Some(status) = filter.status {
         query = query.filter(orders::status.eq(status));
     }
@@ -189,12 +288,13 @@ pub async fn end_unpaid(
     Ok(changed)
 }
 
-/// The CTE `<name>` (without `WITH`) that moves a recharge to PAID: a compare-and-set from
-/// any status the state machine allows, for the right amount only. It reads the columns
-/// `order_no`, `amount`, `transaction_id`, `out_transaction_id` and `paid_at` (null: now) of
-/// `input`, and returns the paid order's `id`, `order_no`, `user_id`, `amount`, `channel` and
-/// `review_reason` (set when the payment came after a close or a refusal); no row when
-/// nothing changed. Only `payments` may use it.
+/// The CTE `<name>` (without `WITH`) that moves an order paid by QR code (a recharge or a
+/// purchase) to PAID: a compare-and-set from any status the state machine allows, for the
+/// right amount only. It reads the columns `order_no`, `amount`, `transaction_id`,
+/// `out_transaction_id` and `paid_at` (null: now) of `input`, and returns the paid order's
+/// `id`, `order_no`, `user_id`, `amount`, `channel`, `review_reason` (set when the payment
+/// came after a close or a refusal), `kind`, and a purchase's `product_id`, `quantity` and
+/// `period_days`; no row when nothing changed. Only `payments` may use it.
 pub fn mark_paid_cte(name: &str, input: &str) -> String {
     let sources = OrderStatus::Paid
         .source_texts()
@@ -214,9 +314,10 @@ pub fn mark_paid_cte(name: &str, input: &str) -> String {
                 next_query_at = NULL, \
                 updated_at = now() \
            FROM {input} \
-          WHERE o.order_no = {input}.order_no AND o.kind = 'RECHARGE' \
+          WHERE o.order_no = {input}.order_no AND o.channel IS NOT NULL \
             AND o.amount = {input}.amount AND o.status IN ({sources}) \
-      RETURNING o.id, o.order_no, o.user_id, o.amount, o.channel, o.review_reason)",
+      RETURNING o.id, o.order_no, o.user_id, o.amount, o.channel, o.review_reason, \
+                o.kind, o.product_id, o.quantity, o.period_days)",
         after_close = ReviewReason::PaidAfterClose,
         after_failure = ReviewReason::PaidAfterFailure,
     )

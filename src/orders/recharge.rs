@@ -1,4 +1,6 @@
-//! Creating a recharge: a PENDING order, then the gateway's QR code for it.
+//! Creating an order paid by QR code: a recharge (money into the wallet) or a checkout (a
+//! product, paid straight to us). Both are a PENDING order, then the gateway's QR code for it;
+//! the payment is applied by `payments` alike.
 //!
 //! The order is committed before the gateway is called, so a crash or timeout in between
 //! leaves a PENDING order, settled by asking the gateway again (a retry with the same
@@ -9,11 +11,12 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use sha2::{Digest, Sha256};
 
-use super::{Cashier, Order};
+use super::{Cashier, Order, idempotency, lock_customer};
+use crate::catalog;
+use crate::config::RechargeSettings;
 use crate::db::Pool;
-use crate::db::schema::{idempotency_keys, orders, users};
+use crate::db::schema::orders;
 use crate::domain::{Channel, IdempotencyKey, Money, OrderKind, OrderNo, OrderStatus};
 use crate::error::{AppError, AppResult};
 use crate::events::{self, EventKind};
@@ -23,6 +26,9 @@ use crate::gateway::swiftpass::types::{NativeRequest, NativeService};
 /// A still-payable order is handed out again only if at least this much of its validity is
 /// left, so the customer has time to pay it.
 const REUSE_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
+
+/// SwiftPass's limit on `body`, in characters.
+const MAX_GOODS_TEXT: usize = 127;
 
 /// What a customer asked for.
 #[derive(Debug, Clone)]
@@ -36,14 +42,58 @@ pub struct RechargeRequest {
     pub client_ip: String,
 }
 
-/// A payable recharge.
+/// A product a customer buys by QR code.
 #[derive(Debug, Clone)]
-pub struct Recharge {
+pub struct CheckoutRequest {
+    pub user_id: i64,
+    pub product_id: i64,
+    pub quantity: i32,
+    pub channel: Channel,
+    /// Same key + same input = the first result.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// Sent to the gateway as `mch_create_ip`.
+    pub client_ip: String,
+}
+
+/// A payable order (recharge or checkout).
+#[derive(Debug, Clone)]
+pub struct Payable {
     pub order: Order,
     /// What the QR code encodes.
     pub code_url: String,
     /// When it stops being payable.
     pub expires_at: DateTime<Utc>,
+}
+
+/// What a QR order is for.
+enum Goods {
+    Recharge { amount: Money },
+    Product { product_id: i64, quantity: i32 },
+}
+
+/// Either request, as the shared machinery sees it.
+struct Ask<'a> {
+    user_id: i64,
+    channel: Channel,
+    idempotency_key: Option<&'a IdempotencyKey>,
+    client_ip: &'a str,
+    goods: Goods,
+    fingerprint: String,
+}
+
+/// What the order will hold, once the goods are priced.
+struct Line {
+    kind: OrderKind,
+    amount: Money,
+    product: Option<ProductLine>,
+}
+
+struct ProductLine {
+    id: i64,
+    name: String,
+    unit_price: Money,
+    quantity: i32,
+    period_days: Option<i32>,
 }
 
 enum Start {
@@ -60,18 +110,81 @@ pub async fn create(
     pool: &Pool,
     cashier: &Cashier,
     request: RechargeRequest,
-) -> AppResult<Recharge> {
-    let rules = &cashier.rules;
-    let amount = request.amount.as_fen();
-    if amount < rules.min_amount || amount > rules.max_amount {
+) -> AppResult<Payable> {
+    check_amount(&cashier.rules, request.amount)?;
+    let fingerprint = idempotency::fingerprint(&format!(
+        "recharge|{}|{}",
+        request.amount.as_fen(),
+        request.channel
+    ));
+    issue(
+        pool,
+        cashier,
+        Ask {
+            user_id: request.user_id,
+            channel: request.channel,
+            idempotency_key: request.idempotency_key.as_ref(),
+            client_ip: &request.client_ip,
+            goods: Goods::Recharge {
+                amount: request.amount,
+            },
+            fingerprint,
+        },
+    )
+    .await
+}
+
+/// Creates (or hands out again) a checkout: a PENDING purchase of a product on sale, at
+/// today's price, and its QR code. Paid, it grants the product; the money never passes
+/// through the wallet. Same rules as [`create`].
+pub async fn checkout(
+    pool: &Pool,
+    cashier: &Cashier,
+    request: CheckoutRequest,
+) -> AppResult<Payable> {
+    if !(1..=catalog::MAX_QUANTITY).contains(&request.quantity) {
+        return Err(AppError::BadInput(format!(
+            "quantity must be between 1 and {}",
+            catalog::MAX_QUANTITY
+        )));
+    }
+    let fingerprint = idempotency::fingerprint(&format!(
+        "checkout|{}|{}|{}",
+        request.product_id, request.quantity, request.channel
+    ));
+    issue(
+        pool,
+        cashier,
+        Ask {
+            user_id: request.user_id,
+            channel: request.channel,
+            idempotency_key: request.idempotency_key.as_ref(),
+            client_ip: &request.client_ip,
+            goods: Goods::Product {
+                product_id: request.product_id,
+                quantity: request.quantity,
+            },
+            fingerprint,
+        },
+    )
+    .await
+}
+
+fn check_amount(rules: &RechargeSettings, amount: Money) -> AppResult<()> {
+    let fen = amount.as_fen();
+    if fen < rules.min_amount || fen > rules.max_amount {
         return Err(AppError::BadInput(format!(
             "amount must be between {} and {} fen",
             rules.min_amount, rules.max_amount
         )));
     }
+    Ok(())
+}
+
+async fn issue(pool: &Pool, cashier: &Cashier, ask: Ask<'_>) -> AppResult<Payable> {
     let start = {
         let mut conn = pool.get().await?;
-        conn.transaction::<_, AppError, _>(async |conn| start(conn, cashier, &request).await)
+        conn.transaction::<_, AppError, _>(async |conn| start(conn, cashier, &ask).await)
             .await?
     };
     match start {
@@ -80,64 +193,73 @@ pub async fn create(
     }
 }
 
-async fn start(
-    conn: &mut AsyncPgConnection,
-    cashier: &Cashier,
-    request: &RechargeRequest,
-) -> AppResult<Start> {
-    let rules = &cashier.rules;
-    let fingerprint = fingerprint(request);
-    // The customer's own row: serializes this customer's order creation, nobody else's.
-    let (agent_id, sales_user_id): (Option<i64>, Option<i64>) = users::table
-        .find(request.user_id)
-        .select((users::agent_id, users::sales_user_id))
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?
-        .ok_or(AppError::NotFound("user"))?;
-
-    if let Some(key) = &request.idempotency_key {
-        let earlier: Option<(String, Order)> = idempotency_keys::table
-            .inner_join(orders::table)
-            .filter(idempotency_keys::user_id.eq(request.user_id))
-            .filter(idempotency_keys::key.eq(key))
-            .select((idempotency_keys::fingerprint, Order::as_select()))
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some((earlier_fingerprint, order)) = earlier {
-            return if earlier_fingerprint == fingerprint {
-                Ok(Start::Existing(order))
-            } else {
-                Err(AppError::Conflict(
-                    "this idempotencyKey was used with a different request".into(),
-                ))
-            };
+/// Prices what was asked for. A product must be on sale now; its price and period are
+/// copied onto the order, which keeps them whatever the product becomes.
+async fn line(conn: &mut AsyncPgConnection, goods: &Goods) -> AppResult<Line> {
+    match *goods {
+        Goods::Recharge { amount } => Ok(Line {
+            kind: OrderKind::Recharge,
+            amount,
+            product: None,
+        }),
+        Goods::Product {
+            product_id,
+            quantity,
+        } => {
+            let product = catalog::product_for_sale(conn, product_id).await?;
+            let amount = catalog::price_of(&product, quantity)?;
+            Ok(Line {
+                kind: OrderKind::Purchase,
+                amount,
+                product: Some(ProductLine {
+                    id: product.id,
+                    name: product.name,
+                    unit_price: product.price,
+                    quantity,
+                    period_days: product.period_days,
+                }),
+            })
         }
     }
+}
+
+async fn start(conn: &mut AsyncPgConnection, cashier: &Cashier, ask: &Ask<'_>) -> AppResult<Start> {
+    let rules = &cashier.rules;
+    let attribution = lock_customer(conn, ask.user_id).await?;
+
+    if let Some(key) = ask.idempotency_key
+        && let Some(order) = idempotency::replay(conn, ask.user_id, key, &ask.fingerprint).await?
+    {
+        return Ok(Start::Existing(order));
+    }
+
+    let line = line(conn, &ask.goods).await?;
+    check_amount(rules, line.amount)?;
 
     let now = Utc::now();
-    let reusable: Option<Order> = orders::table
-        .filter(orders::user_id.eq(request.user_id))
-        .filter(orders::kind.eq(OrderKind::Recharge))
+    let mut reusable = orders::table
+        .filter(orders::user_id.eq(ask.user_id))
+        .filter(orders::kind.eq(line.kind))
         .filter(orders::status.eq(OrderStatus::Pending))
-        .filter(orders::amount.eq(request.amount))
-        .filter(orders::channel.eq(request.channel))
+        .filter(orders::amount.eq(line.amount))
+        .filter(orders::channel.eq(ask.channel))
         .filter(orders::code_url.is_not_null())
         .filter(orders::expires_at.gt(now + REUSE_MARGIN))
         .order(orders::id.desc())
         .select(Order::as_select())
-        .first(conn)
-        .await
-        .optional()?;
-    if let Some(order) = reusable {
-        remember_key(conn, request, &fingerprint, order.id).await?;
+        .into_boxed();
+    if let Some(p) = &line.product {
+        reusable = reusable
+            .filter(orders::product_id.eq(p.id))
+            .filter(orders::quantity.eq(p.quantity));
+    }
+    if let Some(order) = reusable.first(conn).await.optional()? {
+        remember_key(conn, ask, order.id).await?;
         return Ok(Start::Existing(order));
     }
 
     let open: i64 = orders::table
-        .filter(orders::user_id.eq(request.user_id))
+        .filter(orders::user_id.eq(ask.user_id))
         .filter(orders::status.eq(OrderStatus::Pending))
         .filter(orders::expires_at.gt(now))
         .count()
@@ -155,17 +277,23 @@ async fn start(
     // Whole seconds: the gateway's times have no fractions, and a retried request must
     // carry exactly the same time_start and time_expire.
     let created_at = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+    let product = line.product.as_ref();
     let order: Order = diesel::insert_into(orders::table)
         .values((
-            orders::order_no.eq(OrderNo::generate(OrderKind::Recharge)),
-            orders::user_id.eq(request.user_id),
-            orders::kind.eq(OrderKind::Recharge),
+            orders::order_no.eq(OrderNo::generate(line.kind)),
+            orders::user_id.eq(ask.user_id),
+            orders::kind.eq(line.kind),
             orders::status.eq(OrderStatus::Pending),
-            orders::channel.eq(request.channel),
-            orders::amount.eq(request.amount),
-            orders::client_ip.eq(&request.client_ip),
-            orders::agent_id.eq(agent_id),
-            orders::sales_user_id.eq(sales_user_id),
+            orders::channel.eq(ask.channel),
+            orders::amount.eq(line.amount),
+            orders::product_id.eq(product.map(|p| p.id)),
+            orders::product_name.eq(product.map(|p| p.name.as_str())),
+            orders::unit_price.eq(product.map(|p| p.unit_price)),
+            orders::quantity.eq(product.map(|p| p.quantity)),
+            orders::period_days.eq(product.and_then(|p| p.period_days)),
+            orders::client_ip.eq(ask.client_ip),
+            orders::agent_id.eq(attribution.agent_id),
+            orders::sales_user_id.eq(attribution.sales_user_id),
             orders::created_at.eq(created_at),
             orders::expires_at.eq(created_at + ttl),
             orders::next_query_at.eq(created_at + chrono::Duration::seconds(5)),
@@ -173,7 +301,7 @@ async fn start(
         .returning(Order::as_returning())
         .get_result(conn)
         .await?;
-    remember_key(conn, request, &fingerprint, order.id).await?;
+    remember_key(conn, ask, order.id).await?;
     events::record(
         conn,
         order.id,
@@ -185,31 +313,18 @@ async fn start(
     Ok(Start::New(order))
 }
 
-async fn remember_key(
-    conn: &mut AsyncPgConnection,
-    request: &RechargeRequest,
-    fingerprint: &str,
-    order_id: i64,
-) -> AppResult<()> {
-    if let Some(key) = &request.idempotency_key {
-        diesel::insert_into(idempotency_keys::table)
-            .values((
-                idempotency_keys::user_id.eq(request.user_id),
-                idempotency_keys::key.eq(key),
-                idempotency_keys::fingerprint.eq(fingerprint),
-                idempotency_keys::order_id.eq(order_id),
-            ))
-            .execute(conn)
-            .await?;
+async fn remember_key(conn: &mut AsyncPgConnection, ask: &Ask<'_>, order_id: i64) -> AppResult<()> {
+    if let Some(key) = ask.idempotency_key {
+        idempotency::remember(conn, ask.user_id, key, &ask.fingerprint, order_id).await?;
     }
     Ok(())
 }
 
 /// The answer for an order created earlier: the same QR code; the same refusal; or, when
 /// the first gateway call had no answer and the order is still payable, the same call again.
-async fn answer_again(pool: &Pool, cashier: &Cashier, order: Order) -> AppResult<Recharge> {
+async fn answer_again(pool: &Pool, cashier: &Cashier, order: Order) -> AppResult<Payable> {
     if let (Some(code_url), Some(expires_at)) = (order.code_url.clone(), order.expires_at) {
-        return Ok(Recharge {
+        return Ok(Payable {
             order,
             code_url,
             expires_at,
@@ -234,11 +349,23 @@ async fn answer_again(pool: &Pool, cashier: &Cashier, order: Order) -> AppResult
     }
 }
 
+/// What the customer sees in WeChat or Alipay as the goods (`body`).
+fn goods_text(order: &Order) -> String {
+    let text = match &order.product_name {
+        Some(name) => match order.quantity {
+            Some(n) if n > 1 => format!("Topup {name} ×{n}"),
+            _ => format!("Topup {name}"),
+        },
+        None => format!("Topup 充值 ¥{}", order.amount.yuan()),
+    };
+    text.chars().take(MAX_GOODS_TEXT).collect()
+}
+
 /// Asks the gateway for the QR code of a pending order and records the answer.
-async fn request_code(pool: &Pool, cashier: &Cashier, order: Order) -> AppResult<Recharge> {
+async fn request_code(pool: &Pool, cashier: &Cashier, order: Order) -> AppResult<Payable> {
     let (channel, expires_at) = match (order.channel, order.expires_at) {
         (Some(c), Some(e)) => (c, e),
-        _ => return Err(AppError::internal("a recharge without channel or expiry")),
+        _ => return Err(AppError::internal("a QR order without channel or expiry")),
     };
     let native = NativeRequest {
         service: match channel {
@@ -246,7 +373,7 @@ async fn request_code(pool: &Pool, cashier: &Cashier, order: Order) -> AppResult
             Channel::Alipay => NativeService::Alipay,
         },
         out_trade_no: order.order_no.to_string(),
-        body: format!("Topup 充值 ¥{}", order.amount.yuan()),
+        body: goods_text(&order),
         total_fee: order.amount.as_fen(),
         // SwiftPass takes at most 16 characters here: an IPv4 address. A long IPv6 one is
         // kept on the order, and the gateway gets the loopback address instead.
@@ -276,7 +403,7 @@ async fn request_code(pool: &Pool, cashier: &Cashier, order: Order) -> AppResult
                 .await
                 .optional()?;
             match issued {
-                Some(order) => Ok(Recharge {
+                Some(order) => Ok(Payable {
                     order,
                     code_url: answer.code_url,
                     expires_at,
@@ -309,9 +436,4 @@ async fn request_code(pool: &Pool, cashier: &Cashier, order: Order) -> AppResult
             Err(unknown.into())
         }
     }
-}
-
-fn fingerprint(request: &RechargeRequest) -> String {
-    let text = format!("recharge|{}|{}", request.amount.as_fen(), request.channel);
-    hex::encode(Sha256::digest(text.as_bytes()))
 }

@@ -1,17 +1,23 @@
-//! Applying a gateway's payment result: the one path that marks an order PAID and credits
-//! the wallet, used by the notify route ([`notify`]) and by settling an order with the
-//! gateway's answer to a query ([`settle`]: `closeOrder`, the reconciler). Payments owns the
-//! notify inbox and the payment reviews.
+//! Applying a gateway's payment result: the one path that marks an order PAID, used by the
+//! notify route ([`notify`]) and by settling an order with the gateway's answer to a query
+//! ([`settle`]: `closeOrder`, the reconciler). A paid recharge credits the wallet (clearing →
+//! wallet); a paid checkout goes to revenue (clearing → revenue, never through the wallet)
+//! and grants the product. Buying from the balance ([`purchase`]) is the other way an order
+//! becomes PAID: its payment is a ledger entry, so it is born PAID. Payments owns the notify
+//! inbox and the payment reviews.
 //!
 //! The hot path is ONE statement (so one round trip and one implicit transaction), put
 //! together from the fragments of the modules that own the tables: the order's
 //! compare-and-set ([`orders::mark_paid_cte`]), the journal entry and the wallet
-//! ([`ledger::EntrySql`]), the order event and its `pg_notify` ([`events::record_cte`]), the
-//! inbox verdict and, for a late payment, its review. Concurrent copies of the same payment
-//! queue on the order row; the first commits, the others find it PAID and change nothing.
-//! The journal entry's unique cause would refuse a second credit anyway.
+//! ([`ledger::EntrySql`], one per order kind, each over the paid row only when it is of its
+//! kind), the entitlement ([`catalog::grant_ctes`]), the order event and its `pg_notify`
+//! ([`events::record_cte`]), the inbox verdict and, for a late payment, its review.
+//! Concurrent copies of the same payment queue on the order row; the first commits, the
+//! others find it PAID and change nothing. The journal entry's unique cause would refuse a
+//! second credit anyway, and the grant's order key a second grant.
 
 pub mod notify;
+pub mod purchase;
 mod review;
 pub mod settle;
 
@@ -22,10 +28,11 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::catalog::{self, GrantSql};
 use crate::domain::{Money, OrderKind, OrderNo, OrderStatus, ReviewReason};
 use crate::error::{AppError, AppResult};
 use crate::events::{self, EventKind, EventSql};
-use crate::ledger::{AccountSql, EntryKind, EntrySql, LegSql};
+use crate::ledger::{AccountSql, EntryKind, EntrySql, LegSql, SystemAccount};
 use crate::orders;
 use notify::Verdict;
 use review::Review;
@@ -75,7 +82,7 @@ pub struct PaymentResult {
 pub enum Refusal {
     /// The amount paid differs from the order's.
     AmountMismatch,
-    /// No recharge order has this number.
+    /// No order paid by QR code has this number.
     UnknownOrder,
     /// A second payment, with another transaction id, for a paid order.
     DuplicatePayment,
@@ -95,8 +102,9 @@ impl Refusal {
 /// What applying a payment did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyOutcome {
-    /// The order is now PAID and the wallet credited. `flagged` is set when the payment came
-    /// late (after a close or a refusal): credited, and waiting for review.
+    /// The order is now PAID and the money booked (a recharge to the wallet, a checkout to
+    /// revenue, its product granted). `flagged` is set when the payment came late (after a
+    /// close or a refusal): credited, and waiting for review.
     Credited {
         order_id: i64,
         flagged: Option<ReviewReason>,
@@ -118,25 +126,55 @@ struct Applied {
 /// The apply statement. Binds: `$1` order number, `$2` amount, `$3` transaction id, `$4`
 /// channel transaction id, `$5` paid at, `$6` inbox id, `$7` source.
 static APPLY: LazyLock<String> = LazyLock::new(|| {
+    // The paid row once per kind: each kind's entry reads only its own, so the one statement
+    // books a recharge or a checkout and nothing else.
+    let recharged = format!(
+        "recharged AS (SELECT * FROM paid WHERE paid.kind = '{}')",
+        OrderKind::Recharge
+    );
+    let sold = format!(
+        "sold AS (SELECT * FROM paid WHERE paid.kind = '{}')",
+        OrderKind::Purchase
+    );
     let credit = EntrySql {
         name: "credit",
-        source: "paid",
+        source: "recharged",
         kind: EntryKind::Recharge,
-        cause: "'order:' || paid.order_no",
-        order_id: "paid.id",
+        cause: "'order:' || recharged.order_no",
+        order_id: "recharged.id",
         memo: "NULL",
         legs: vec![
             LegSql {
                 account: AccountSql::Wallet {
-                    user_id: "paid.user_id",
+                    user_id: "recharged.user_id",
                 },
-                amount: "paid.amount",
+                amount: "recharged.amount",
             },
             LegSql {
                 account: AccountSql::Clearing {
-                    channel: "paid.channel",
+                    channel: "recharged.channel",
                 },
-                amount: "-paid.amount",
+                amount: "-recharged.amount",
+            },
+        ],
+    };
+    let sale = EntrySql {
+        name: "sale",
+        source: "sold",
+        kind: EntryKind::Purchase,
+        cause: "'order:' || sold.order_no",
+        order_id: "sold.id",
+        memo: "NULL",
+        legs: vec![
+            LegSql {
+                account: AccountSql::System(SystemAccount::Revenue),
+                amount: "sold.amount",
+            },
+            LegSql {
+                account: AccountSql::Clearing {
+                    channel: "sold.channel",
+                },
+                amount: "-sold.amount",
             },
         ],
     };
@@ -149,7 +187,22 @@ static APPLY: LazyLock<String> = LazyLock::new(|| {
          $5::timestamptz AS paid_at, $6::bigint AS inbox_id, $7::text AS source)"
             .to_owned(),
         orders::mark_paid_cte("paid", "input"),
+        recharged,
         credit.ctes(),
+        sold,
+        sale.ctes(),
+        catalog::grant_ctes(
+            "granted",
+            "sold",
+            GrantSql {
+                user_id: "sold.user_id",
+                product_id: "sold.product_id",
+                order_id: "sold.id",
+                quantity: "sold.quantity",
+                period_days: "sold.period_days",
+                amount: "sold.amount",
+            },
+        ),
         events::record_cte(
             "event",
             "paid",
@@ -240,9 +293,11 @@ async fn diagnose(
     conn: &mut AsyncPgConnection,
     p: &PaymentResult,
 ) -> AppResult<Option<ApplyOutcome>> {
+    // Only orders paid by QR code can be paid at the gateway (a purchase from the balance
+    // has no channel).
     let order = orders::find_by_no(conn, &p.order_no)
         .await?
-        .filter(|o| o.kind == OrderKind::Recharge);
+        .filter(|o| o.channel.is_some());
     let Some(order) = order else {
         return refuse(conn, p, Refusal::UnknownOrder, None).await;
     };

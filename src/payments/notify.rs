@@ -42,7 +42,7 @@ crate::text_enum! {
         Error = "ERROR",
         /// Refused: the amount differs from the order's.
         AmountMismatch = "AMOUNT_MISMATCH",
-        /// Refused: no recharge order has this number.
+        /// Refused: no order paid by QR code has this number.
         UnknownOrder = "UNKNOWN_ORDER",
         /// Refused: a second payment for a paid order.
         DuplicatePayment = "DUPLICATE_PAYMENT",

@@ -6,17 +6,19 @@ use diesel_async::AsyncConnection;
 
 use super::{PaymentResult, PaymentSource, apply_payment};
 use crate::db::Pool;
-use crate::domain::{Money, OrderKind, OrderStatus};
+use crate::domain::{Money, OrderStatus};
 use crate::error::{AppError, AppResult};
 use crate::gateway::swiftpass::{Client, TradeRef};
 use crate::orders::{self, Order};
 
-/// Closes an unpaid recharge at the gateway, then here, so it can no longer be paid. When
-/// the gateway says it was paid meanwhile, the payment is applied instead and the order
-/// comes back PAID.
+/// Closes an unpaid order paid by QR code (a recharge or a checkout) at the gateway, then
+/// here, so it can no longer be paid. When the gateway says it was paid meanwhile, the
+/// payment is applied instead and the order comes back PAID.
 pub async fn close_order(pool: &Pool, gateway: &Client, order: Order) -> AppResult<Order> {
-    if order.kind != OrderKind::Recharge {
-        return Err(AppError::BadInput("only recharges can be closed".into()));
+    if order.channel.is_none() {
+        return Err(AppError::BadInput(
+            "only orders paid by QR code can be closed".into(),
+        ));
     }
     if order.status != OrderStatus::Pending {
         return Err(AppError::Conflict(format!(

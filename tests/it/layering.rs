@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("events", 2),
     ("ledger", 2),
     ("audit", 2),
+    ("catalog", 2),
     ("domain", 1),
     ("db", 0),
     ("gateway", 0),
