@@ -150,7 +150,13 @@ impl Application {
         if ran > 0 {
             tracing::info!(migrations = ran, "database migrated");
         }
-        let pool = db::pool(url.expose(), config.db_pool_size, Duration::from_secs(10))?;
+        let sql_statements = db::StatementCounter::default();
+        let pool = db::counted_pool(
+            url.expose(),
+            config.db_pool_size,
+            Duration::from_secs(10),
+            &sql_statements,
+        )?;
         let secret = tokens::load_or_create_secret(config.jwt_secret.as_ref(), &config.data_dir)
             .map_err(|e| {
                 StartError::Io(format!("JWT secret in {}: {e}", config.data_dir.display()))
@@ -194,6 +200,7 @@ impl Application {
             pool,
             public_url,
             hub,
+            sql_statements,
         });
         let schema = graphql::builder().data(state.clone()).data(loader).finish();
         Ok(Built {

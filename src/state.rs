@@ -6,7 +6,7 @@ use url::Url;
 
 use crate::accounts::tokens::JwtKeys;
 use crate::config::Config;
-use crate::db::Pool;
+use crate::db::{Pool, StatementCounter};
 use crate::events::EventHub;
 use crate::orders::Cashier;
 
@@ -23,4 +23,6 @@ pub struct AppState {
     pub cashier: Cashier,
     /// This instance's order-event listener.
     pub hub: EventHub,
+    /// The SQL statements the pool's connections have sent.
+    pub sql_statements: StatementCounter,
 }

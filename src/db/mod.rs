@@ -5,9 +5,12 @@ pub mod embedded;
 pub mod schema;
 mod text_enum;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::ConnectionError;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool;
 use diesel_async::pooled_connection::{
@@ -38,10 +41,61 @@ pub enum DbError {
     Pool(String),
 }
 
+/// How many SQL statements a pool's connections have sent, recycling checks included. Read
+/// it before and after a piece of work to see what the work cost the database.
+#[derive(Debug, Clone, Default)]
+pub struct StatementCounter(Arc<AtomicU64>);
+
+impl StatementCounter {
+    /// Statements sent so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts each statement as diesel starts it on a connection.
+struct Counting(Arc<AtomicU64>);
+
+impl Instrumentation for Counting {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Builds a pool of at most `size` connections. Connections are made lazily; a checkout waits
 /// at most `wait` for a free one.
 pub fn pool(url: &str, size: usize, wait: Duration) -> Result<Pool, DbError> {
+    build_pool(url, size, wait, ManagerConfig::default())
+}
+
+/// [`pool`], whose connections count every statement they send into `counter`.
+pub fn counted_pool(
+    url: &str,
+    size: usize,
+    wait: Duration,
+    counter: &StatementCounter,
+) -> Result<Pool, DbError> {
     let mut manager_config = ManagerConfig::default();
+    let count = counter.0.clone();
+    manager_config.custom_setup = Box::new(move |url| {
+        let count = count.clone();
+        Box::pin(async move {
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            conn.set_instrumentation(Counting(count));
+            Ok(conn)
+        })
+    });
+    build_pool(url, size, wait, manager_config)
+}
+
+fn build_pool(
+    url: &str,
+    size: usize,
+    wait: Duration,
+    mut manager_config: ManagerConfig<AsyncPgConnection>,
+) -> Result<Pool, DbError> {
     // A connection that errored mid-transaction is checked before it is reused.
     manager_config.recycling_method = RecyclingMethod::Verified;
     let manager =

@@ -4,11 +4,17 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::auth::{RoleGuard, viewer};
+use super::catalog::EntitlementNode;
+use super::connection::PageArgs;
+use super::ledger::{LedgerConnection, PostingNode};
+use super::loaders::{EntitlementsOf, WalletBalanceOf};
+use super::orders::{OrderConnection, OrderFilterInput, OrderNode};
 use super::{conn, state};
 use crate::accounts::{self, AuthGrant, Registration, Role, User};
 use crate::domain::Money;
 use crate::error::AppError;
 use crate::ledger;
+use crate::orders;
 
 /// A person with an account.
 pub struct UserNode {
@@ -51,15 +57,91 @@ impl UserNode {
         self.user.created_at
     }
 
+    /// The agent a customer is attributed to, or the agent a sales or agent user belongs to.
+    async fn agent_id(&self) -> Option<ID> {
+        self.user.agent_id.map(|id| ID(id.to_string()))
+    }
+
     /// Spendable balance in fen, from the ledger. Visible to the user and to admins.
     async fn balance(&self, ctx: &Context<'_>) -> async_graphql::Result<Money> {
-        if !self.is_holder {
-            let v = viewer(ctx)?;
-            if v.user_id != self.user.id && v.role != Role::Admin {
-                return Err(AppError::Forbidden.into());
-            }
+        self.check_private(ctx)?;
+        let loader = super::loader(ctx)?;
+        Ok(loader
+            .load_one(WalletBalanceOf(self.user.id))
+            .await?
+            .ok_or(AppError::NotFound("wallet"))?)
+    }
+
+    /// What the user holds of each product they bought. Visible to the user and to admins.
+    async fn entitlements(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<EntitlementNode>> {
+        self.check_private(ctx)?;
+        let loader = super::loader(ctx)?;
+        Ok(loader
+            .load_one(EntitlementsOf(self.user.id))
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(EntitlementNode)
+            .collect())
+    }
+
+    /// The user's orders, newest first. Visible to the user and to admins.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last order of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Which orders (`userId` is this user's, if given).")] filter: Option<
+            OrderFilterInput,
+        >,
+    ) -> async_graphql::Result<OrderConnection> {
+        self.check_private(ctx)?;
+        let page = PageArgs::parse(OrderConnection::CURSOR_KIND, first, after.as_deref())?;
+        let (user_id, filter) = filter.unwrap_or_default().split()?;
+        if user_id.is_some_and(|id| id != self.user.id) {
+            return Err(AppError::BadInput("filter.userId differs from this user".into()).into());
         }
-        Ok(ledger::wallet_balance(&mut *conn(ctx).await?, self.user.id).await?)
+        let page = orders::list_for_user(
+            &mut *conn(ctx).await?,
+            self.user.id,
+            &filter,
+            page.first,
+            page.after,
+        )
+        .await?;
+        Ok(OrderConnection::new(page, |o| o.id, OrderNode))
+    }
+
+    /// The user's wallet movements, newest first. Visible to the user and to admins.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn ledger(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100 (default 20).")] first: Option<i32>,
+        #[graphql(desc = "Cursor of the last posting of the previous page.")] after: Option<String>,
+    ) -> async_graphql::Result<LedgerConnection> {
+        self.check_private(ctx)?;
+        let page = PageArgs::parse(LedgerConnection::CURSOR_KIND, first, after.as_deref())?;
+        let postings =
+            ledger::wallet_postings(&mut *conn(ctx).await?, self.user.id, page.first, page.after)
+                .await?;
+        Ok(LedgerConnection::new(postings, |p| p.id, PostingNode::new))
+    }
+}
+
+impl UserNode {
+    /// Money and purchases are the user's and the admins' business only.
+    fn check_private(&self, ctx: &Context<'_>) -> Result<(), AppError> {
+        if self.is_holder {
+            return Ok(());
+        }
+        let v = viewer(ctx)?;
+        if v.user_id == self.user.id || v.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden)
+        }
     }
 }
 

@@ -63,6 +63,20 @@ pub fn viewer(ctx: &Context<'_>) -> Result<Viewer, AppError> {
         .viewer()
 }
 
+/// The caller of the current GraphQL operation, if any: `None` for an anonymous caller, an
+/// error for a token that was presented and refused.
+pub fn optional_viewer(ctx: &Context<'_>) -> Result<Option<Viewer>, AppError> {
+    match ctx.data_opt::<Auth>().copied().unwrap_or(Auth::Anonymous) {
+        Auth::Anonymous => Ok(None),
+        other => other.viewer().map(Some),
+    }
+}
+
+/// Whether the caller is an admin (anonymous callers are not).
+pub fn is_admin(ctx: &Context<'_>) -> Result<bool, AppError> {
+    Ok(optional_viewer(ctx)?.is_some_and(|v| v.role == Role::Admin))
+}
+
 /// Lets a field through only for callers with one of the roles.
 pub struct RoleGuard(pub &'static [Role]);
 

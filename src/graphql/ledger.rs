@@ -14,6 +14,13 @@ use crate::ledger::{self, EntryKind, WalletPosting};
 /// One movement of your wallet.
 pub struct PostingNode(WalletPosting);
 
+impl PostingNode {
+    /// The node of a posting.
+    pub fn new(posting: WalletPosting) -> Self {
+        PostingNode(posting)
+    }
+}
+
 /// One movement of your wallet.
 #[Object(name = "LedgerPosting")]
 impl PostingNode {
@@ -32,13 +39,19 @@ impl PostingNode {
         self.0.kind
     }
 
-    /// The order that moved it.
+    /// The order that moved it; null when there is none or it is not yours to see (an
+    /// admin sees every order).
     async fn order(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<OrderNode>> {
         let Some(id) = self.0.order_id else {
             return Ok(None);
         };
+        let v = viewer(ctx)?;
         let loader = super::loader(ctx)?;
-        Ok(loader.load_one(OrderById(id)).await?.map(OrderNode))
+        Ok(loader
+            .load_one(OrderById(id))
+            .await?
+            .filter(|order| order.is_visible_to(&v))
+            .map(OrderNode))
     }
 
     /// When it happened.

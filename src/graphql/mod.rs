@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod catalog;
 pub mod connection;
 mod errors;
 pub mod ledger;
@@ -10,6 +11,7 @@ pub mod loaders;
 pub mod orders;
 mod qr;
 pub mod scalars;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -30,11 +32,18 @@ pub struct Query(
     accounts::AccountsQuery,
     orders::OrdersQuery,
     ledger::LedgerQuery,
+    catalog::CatalogQuery,
+    users::UsersQuery,
 );
 
 /// All mutations.
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation, orders::OrdersMutation);
+pub struct Mutation(
+    accounts::AccountsMutation,
+    orders::OrdersMutation,
+    catalog::CatalogMutation,
+    users::UsersMutation,
+);
 
 /// All subscriptions.
 #[derive(MergedSubscription, Default)]

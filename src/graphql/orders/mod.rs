@@ -3,7 +3,7 @@
 mod subscription;
 mod types;
 
-use async_graphql::{Context, InputObject, Object};
+use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 
 pub use subscription::OrdersSubscription;
@@ -12,7 +12,9 @@ pub use types::{OrderEventNode, OrderNode, OrderStatusUpdate, RechargePayload};
 use super::auth::viewer;
 use super::connection::{PageArgs, connection};
 use super::{ClientIp, conn, qr, state};
+use crate::accounts::Role;
 use crate::domain::{Channel, IdempotencyKey, Money, OrderKind, OrderStatus};
+use crate::error::AppError;
 use crate::orders::recharge::{self, RechargeRequest};
 use crate::orders::{self, OrderFilter};
 use crate::payments::settle;
@@ -39,6 +41,8 @@ pub struct RechargeInput {
 /// Which orders to list.
 #[derive(InputObject, Default)]
 pub struct OrderFilterInput {
+    /// Only this user's orders. Admins may name anyone; others only themselves.
+    user_id: Option<ID>,
     /// Only orders in this status.
     status: Option<OrderStatus>,
     /// Only orders of this kind.
@@ -47,6 +51,23 @@ pub struct OrderFilterInput {
     from: Option<DateTime<Utc>>,
     /// Only orders created before this time.
     to: Option<DateTime<Utc>>,
+}
+
+impl OrderFilterInput {
+    /// The user named (NOT_FOUND for an id that cannot be one) and the rest of the filter.
+    pub(crate) fn split(self) -> Result<(Option<i64>, OrderFilter), AppError> {
+        let user_id = self
+            .user_id
+            .map(|id| id.parse::<i64>().map_err(|_| AppError::NotFound("user")))
+            .transpose()?;
+        let filter = OrderFilter {
+            status: self.status,
+            kind: self.kind,
+            from: self.from,
+            to: self.to,
+        };
+        Ok((user_id, filter))
+    }
 }
 
 /// Order queries.
@@ -67,7 +88,8 @@ impl OrdersQuery {
         Ok(OrderNode(order))
     }
 
-    /// Your orders, newest first.
+    /// Your orders, newest first. Admins see everybody's (or one user's with
+    /// `filter.userId`); anyone else naming another user gets NOT_FOUND.
     #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
     async fn orders(
         &self,
@@ -78,16 +100,16 @@ impl OrdersQuery {
     ) -> async_graphql::Result<OrderConnection> {
         let v = viewer(ctx)?;
         let page = PageArgs::parse(OrderConnection::CURSOR_KIND, first, after.as_deref())?;
-        let filter = filter.unwrap_or_default();
-        let filter = OrderFilter {
-            status: filter.status,
-            kind: filter.kind,
-            from: filter.from,
-            to: filter.to,
+        let (user_id, filter) = filter.unwrap_or_default().split()?;
+        let scope = match (v.role, user_id) {
+            (Role::Admin, named) => named,
+            (_, None) => Some(v.user_id),
+            (_, Some(named)) if named == v.user_id => Some(named),
+            (_, Some(_)) => return Err(AppError::NotFound("user").into()),
         };
-        let orders = orders::list_for_user(
+        let orders = orders::list(
             &mut *conn(ctx).await?,
-            v.user_id,
+            scope,
             &filter,
             page.first,
             page.after,

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Channel, Money, OrderKind, OrderStatus};
 use crate::events::EventRow;
-use crate::graphql::loaders::OrderEventsLoader;
+use crate::graphql::accounts::UserNode;
+use crate::graphql::auth::viewer;
+use crate::graphql::catalog::ProductNode;
+use crate::graphql::loaders::{OrderEventsLoader, ProductById, UserById};
 use crate::orders::Order;
 
 /// A recharge or a purchase.
@@ -39,9 +42,52 @@ impl OrderNode {
         self.0.refunded_amount
     }
 
-    /// How a recharge is paid (null for purchases).
+    /// How it is paid at the gateway (null for a purchase paid from the balance).
     async fn channel(&self) -> Option<Channel> {
         self.0.channel
+    }
+
+    /// The customer (visible to themselves and admins; null to anyone else).
+    async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<UserNode>> {
+        let v = viewer(ctx)?;
+        if !self.0.is_visible_to(&v) {
+            return Ok(None);
+        }
+        let loader = crate::graphql::loader(ctx)?;
+        Ok(loader
+            .load_one(UserById(self.0.user_id))
+            .await?
+            .map(UserNode::new))
+    }
+
+    /// The product a purchase bought, as it is now (null for recharges). What it was bought
+    /// at is in `productName`, `unitPrice`, `quantity` and `periodDays`.
+    async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ProductNode>> {
+        let Some(id) = self.0.product_id else {
+            return Ok(None);
+        };
+        let loader = crate::graphql::loader(ctx)?;
+        Ok(loader.load_one(ProductById(id)).await?.map(ProductNode))
+    }
+
+    /// The product's name when it was bought (purchases).
+    async fn product_name(&self) -> Option<&str> {
+        self.0.product_name.as_deref()
+    }
+
+    /// The price of one unit when it was bought, in fen (purchases).
+    async fn unit_price(&self) -> Option<Money> {
+        self.0.unit_price
+    }
+
+    /// Units bought (purchases).
+    async fn quantity(&self) -> Option<i32> {
+        self.0.quantity
+    }
+
+    /// Days one unit of a subscription lasted when it was bought (subscription purchases).
+    async fn period_days(&self) -> Option<i32> {
+        self.0.period_days
     }
 
     /// When the order was created.
