@@ -9,6 +9,7 @@
 )]
 
 mod accounts;
+mod catalog;
 mod gateway;
 mod instances;
 mod layering;

@@ -16,8 +16,15 @@ struct Problem {
 /// - every journal entry has at least two postings and they sum to zero;
 /// - every wallet's cached balance equals the sum of its postings and is >= 0, and each of
 ///   its postings' balance_after is the running sum;
-/// - every paid (or refunded) recharge has exactly one RECHARGE entry moving its amount
-///   from its channel's clearing account to the customer's wallet; nothing else has one.
+/// - every paid (or refunded) order has exactly one entry of its own kind (RECHARGE or
+///   PURCHASE); an unpaid order has none;
+/// - a RECHARGE entry moves its amount from its channel's clearing account to the
+///   customer's wallet; a PURCHASE entry moves it to revenue, from the customer's wallet
+///   (bought from the balance) or from its channel's clearing account (bought by QR code),
+///   never both;
+/// - an ADJUSTMENT entry moves money between one wallet and the adjustments account;
+/// - every paid purchase granted exactly once, for its own amount; nothing else granted;
+/// - an entitlement's units are what its grants gave minus what refunds took back.
 pub async fn assert_ledger_invariants(db: &TestDb) {
     let mut conn = db.connect().await;
     let sql = r#"
@@ -37,11 +44,12 @@ pub async fn assert_ledger_invariants(db: &TestDb) {
                  WHERE a.kind = 'CUSTOMER_WALLET') w
          WHERE balance_after IS DISTINCT FROM running
         UNION ALL
-        SELECT 'order ' || o.order_no || ' (' || o.status || ') has ' || count(e.id) || ' recharge entries'
-          FROM orders o LEFT JOIN journal_entries e ON e.order_id = o.id AND e.kind = 'RECHARGE'
-         WHERE o.kind = 'RECHARGE'
+        SELECT 'order ' || o.order_no || ' (' || o.kind || ', ' || o.status || ') has ' || count(e.id)
+               || ' payment entries, of kinds ' || coalesce(string_agg(e.kind, ','), '-')
+          FROM orders o LEFT JOIN journal_entries e ON e.order_id = o.id AND e.kind IN ('RECHARGE', 'PURCHASE')
          GROUP BY o.id
         HAVING count(e.id) <> CASE WHEN o.status IN ('PAID', 'PARTIALLY_REFUNDED', 'REFUNDED') THEN 1 ELSE 0 END
+            OR bool_or(e.kind <> o.kind)
         UNION ALL
         SELECT 'recharge entry ' || e.id || ' of ' || o.order_no || ' does not move ' || o.amount || ' from clearing to the wallet'
           FROM journal_entries e JOIN orders o ON o.id = e.order_id
@@ -51,6 +59,45 @@ pub async fn assert_ledger_invariants(db: &TestDb) {
            AND EXISTS (SELECT 1 FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
                         WHERE p.entry_id = e.id AND a.kind = 'GATEWAY_CLEARING' AND a.channel = o.channel AND p.amount = -o.amount)
            AND (SELECT count(*) FROM postings p WHERE p.entry_id = e.id) = 2)
+        UNION ALL
+        SELECT 'purchase entry ' || e.id || ' of ' || coalesce(o.order_no, '?') || ' does not move ' || coalesce(o.amount::text, '?')
+               || ' from ' || CASE WHEN o.channel IS NULL THEN 'the wallet' ELSE 'clearing' END || ' to revenue'
+          FROM journal_entries e LEFT JOIN orders o ON o.id = e.order_id
+         WHERE e.kind = 'PURCHASE' AND NOT coalesce(
+               EXISTS (SELECT 1 FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                        WHERE p.entry_id = e.id AND a.kind = 'REVENUE' AND p.amount = o.amount)
+           AND CASE WHEN o.channel IS NULL THEN
+                   EXISTS (SELECT 1 FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                            WHERE p.entry_id = e.id AND a.kind = 'CUSTOMER_WALLET' AND a.user_id = o.user_id AND p.amount = -o.amount)
+               ELSE
+                   EXISTS (SELECT 1 FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                            WHERE p.entry_id = e.id AND a.kind = 'GATEWAY_CLEARING' AND a.channel = o.channel AND p.amount = -o.amount)
+               END
+           AND (SELECT count(*) FROM postings p WHERE p.entry_id = e.id) = 2, false)
+        UNION ALL
+        SELECT 'adjustment entry ' || e.id || ' does not move money between one wallet and the adjustments account'
+          FROM journal_entries e
+         WHERE e.kind = 'ADJUSTMENT' AND NOT (
+               (SELECT count(*) FROM postings p WHERE p.entry_id = e.id) = 2
+           AND EXISTS (SELECT 1 FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                        WHERE p.entry_id = e.id AND a.kind = 'CUSTOMER_WALLET')
+           AND EXISTS (SELECT 1 FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                        WHERE p.entry_id = e.id AND a.kind = 'ADJUSTMENTS'))
+        UNION ALL
+        SELECT 'order ' || o.order_no || ' (' || o.kind || ', ' || o.status || ') has ' || count(g.order_id) || ' grants'
+          FROM orders o LEFT JOIN entitlement_grants g ON g.order_id = o.id
+         GROUP BY o.id
+        HAVING count(g.order_id) <> CASE WHEN o.kind = 'PURCHASE' AND o.status IN ('PAID', 'PARTIALLY_REFUNDED', 'REFUNDED') THEN 1 ELSE 0 END
+            OR bool_or(g.order_id IS NOT NULL AND (
+                   g.amount <> o.amount
+                OR g.units IS DISTINCT FROM CASE WHEN o.period_days IS NULL THEN o.quantity END
+                OR g.seconds IS DISTINCT FROM o.period_days::bigint * o.quantity * 86400))
+        UNION ALL
+        SELECT 'entitlement ' || en.id || ' holds ' || en.units || ' units but its grants leave ' || coalesce(sum(g.units - g.taken_units), 0)
+          FROM entitlements en LEFT JOIN entitlement_grants g ON g.entitlement_id = en.id
+         WHERE en.units IS NOT NULL
+         GROUP BY en.id
+        HAVING en.units <> coalesce(sum(g.units - g.taken_units), 0)
     "#;
     let problems: Vec<Problem> = diesel::sql_query(sql)
         .load(&mut conn)

@@ -4,6 +4,7 @@
 
 pub mod ledger;
 pub mod pay;
+pub mod shop;
 pub mod ws;
 
 use std::os::unix::process::CommandExt;
