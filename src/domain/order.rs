@@ -111,6 +111,16 @@ impl OrderNo {
         OrderNo(format!("{letter}{}", ulid::Ulid::new()))
     }
 
+    /// The kind its first letter names, for a number we made; a hint only (a number from
+    /// elsewhere may begin with anything), never a substitute for reading the order.
+    pub fn kind(&self) -> Option<OrderKind> {
+        match self.0.as_bytes().first() {
+            Some(b'R') => Some(OrderKind::Recharge),
+            Some(b'P') => Some(OrderKind::Purchase),
+            _ => None,
+        }
+    }
+
     /// Checks a number given by a client or the gateway.
     pub fn parse(text: &str) -> AppResult<OrderNo> {
         if (1..=32).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -159,6 +169,12 @@ mod tests {
         assert!(OrderNo::parse(a.as_str()).is_ok());
         // The first ten characters after the letter are the millisecond timestamp.
         assert!(a.as_str()[1..11] <= b.as_str()[1..11], "time-sortable");
+        assert_eq!(a.kind(), Some(OrderKind::Recharge));
+        assert_eq!(
+            OrderNo::generate(OrderKind::Purchase).kind(),
+            Some(OrderKind::Purchase)
+        );
+        assert_eq!(OrderNo::parse("X1").ok().and_then(|n| n.kind()), None);
         for bad in ["", "R-1", &"R".repeat(33), "订单"] {
             assert!(OrderNo::parse(bad).is_err(), "{bad:?}");
         }

@@ -288,14 +288,14 @@ pub async fn end_unpaid(
     Ok(changed)
 }
 
-/// The CTE `<name>` (without `WITH`) that moves an order paid by QR code (a recharge or a
-/// purchase) to PAID: a compare-and-set from any status the state machine allows, for the
-/// right amount only. It reads the columns `order_no`, `amount`, `transaction_id`,
-/// `out_transaction_id` and `paid_at` (null: now) of `input`, and returns the paid order's
-/// `id`, `order_no`, `user_id`, `amount`, `channel`, `review_reason` (set when the payment
-/// came after a close or a refusal), `kind`, and a purchase's `product_id`, `quantity` and
-/// `period_days`; no row when nothing changed. Only `payments` may use it.
-pub fn mark_paid_cte(name: &str, input: &str) -> String {
+/// The CTE `<name>` (without `WITH`) that moves an order of `kind` paid by QR code (a
+/// recharge or a checkout) to PAID: a compare-and-set from any status the state machine
+/// allows, for the right amount only. It reads the columns `order_no`, `amount`,
+/// `transaction_id`, `out_transaction_id` and `paid_at` (null: now) of `input`, and returns
+/// the paid order's `id`, `order_no`, `user_id`, `amount`, `channel`, `review_reason` (set
+/// when the payment came after a close or a refusal), and a purchase's `product_id`,
+/// `quantity` and `period_days`; no row when nothing changed. Only `payments` may use it.
+pub fn mark_paid_cte(name: &str, input: &str, kind: OrderKind) -> String {
     let sources = OrderStatus::Paid
         .source_texts()
         .iter()
@@ -314,10 +314,10 @@ pub fn mark_paid_cte(name: &str, input: &str) -> String {
                 next_query_at = NULL, \
                 updated_at = now() \
            FROM {input} \
-          WHERE o.order_no = {input}.order_no AND o.channel IS NOT NULL \
+          WHERE o.order_no = {input}.order_no AND o.kind = '{kind}' AND o.channel IS NOT NULL \
             AND o.amount = {input}.amount AND o.status IN ({sources}) \
       RETURNING o.id, o.order_no, o.user_id, o.amount, o.channel, o.review_reason, \
-                o.kind, o.product_id, o.quantity, o.period_days)",
+                o.product_id, o.quantity, o.period_days)",
         after_close = ReviewReason::PaidAfterClose,
         after_failure = ReviewReason::PaidAfterFailure,
     )

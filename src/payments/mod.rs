@@ -9,9 +9,9 @@
 //! The hot path is ONE statement (so one round trip and one implicit transaction), put
 //! together from the fragments of the modules that own the tables: the order's
 //! compare-and-set ([`orders::mark_paid_cte`]), the journal entry and the wallet
-//! ([`ledger::EntrySql`], one per order kind, each over the paid row only when it is of its
-//! kind), the entitlement ([`catalog::grant_ctes`]), the order event and its `pg_notify`
-//! ([`events::record_cte`]), the inbox verdict and, for a late payment, its review.
+//! ([`ledger::EntrySql`]; for a checkout, the entitlement too: [`catalog::grant_ctes`]), the
+//! order event and its `pg_notify` ([`events::record_cte`]), the inbox verdict and, for a
+//! late payment, its review. There is one such statement per order kind (see [`apply_sql`]).
 //! Concurrent copies of the same payment queue on the order row; the first commits, the
 //! others find it PAID and change nothing. The journal entry's unique cause would refuse a
 //! second credit anyway, and the grant's order key a second grant.
@@ -123,60 +123,76 @@ struct Applied {
     review_reason: Option<ReviewReason>,
 }
 
-/// The apply statement. Binds: `$1` order number, `$2` amount, `$3` transaction id, `$4`
-/// channel transaction id, `$5` paid at, `$6` inbox id, `$7` source.
-static APPLY: LazyLock<String> = LazyLock::new(|| {
-    // The paid row once per kind: each kind's entry reads only its own, so the one statement
-    // books a recharge or a checkout and nothing else.
-    let recharged = format!(
-        "recharged AS (SELECT * FROM paid WHERE paid.kind = '{}')",
-        OrderKind::Recharge
-    );
-    let sold = format!(
-        "sold AS (SELECT * FROM paid WHERE paid.kind = '{}')",
-        OrderKind::Purchase
-    );
-    let credit = EntrySql {
-        name: "credit",
-        source: "recharged",
-        kind: EntryKind::Recharge,
-        cause: "'order:' || recharged.order_no",
-        order_id: "recharged.id",
-        memo: "NULL",
-        legs: vec![
-            LegSql {
-                account: AccountSql::Wallet {
-                    user_id: "recharged.user_id",
+/// The apply statement of an order of `kind`. Binds: `$1` order number, `$2` amount, `$3`
+/// transaction id, `$4` channel transaction id, `$5` paid at, `$6` inbox id, `$7` source.
+///
+/// One statement per kind rather than one for both: a statement that could book either
+/// carries the other kind's CTEs, and PostgreSQL plans every CTE of every execution (measured:
+/// +40% planning time, about a fifth fewer applies per second of CPU). Both are put together
+/// from the same fragments; the compare-and-set matches only an order of its kind.
+fn apply_sql(kind: OrderKind) -> String {
+    let booking = match kind {
+        // A recharge: clearing → the customer's wallet.
+        OrderKind::Recharge => EntrySql {
+            name: "credit",
+            source: "paid",
+            kind: EntryKind::Recharge,
+            cause: "'order:' || paid.order_no",
+            order_id: "paid.id",
+            memo: "NULL",
+            legs: vec![
+                LegSql {
+                    account: AccountSql::Wallet {
+                        user_id: "paid.user_id",
+                    },
+                    amount: "paid.amount",
                 },
-                amount: "recharged.amount",
-            },
-            LegSql {
-                account: AccountSql::Clearing {
-                    channel: "recharged.channel",
+                LegSql {
+                    account: AccountSql::Clearing {
+                        channel: "paid.channel",
+                    },
+                    amount: "-paid.amount",
                 },
-                amount: "-recharged.amount",
-            },
-        ],
-    };
-    let sale = EntrySql {
-        name: "sale",
-        source: "sold",
-        kind: EntryKind::Purchase,
-        cause: "'order:' || sold.order_no",
-        order_id: "sold.id",
-        memo: "NULL",
-        legs: vec![
-            LegSql {
-                account: AccountSql::System(SystemAccount::Revenue),
-                amount: "sold.amount",
-            },
-            LegSql {
-                account: AccountSql::Clearing {
-                    channel: "sold.channel",
+            ],
+        }
+        .ctes(),
+        // A checkout: clearing → revenue (never through the wallet), and the product granted.
+        OrderKind::Purchase => [
+            EntrySql {
+                name: "sale",
+                source: "paid",
+                kind: EntryKind::Purchase,
+                cause: "'order:' || paid.order_no",
+                order_id: "paid.id",
+                memo: "NULL",
+                legs: vec![
+                    LegSql {
+                        account: AccountSql::System(SystemAccount::Revenue),
+                        amount: "paid.amount",
+                    },
+                    LegSql {
+                        account: AccountSql::Clearing {
+                            channel: "paid.channel",
+                        },
+                        amount: "-paid.amount",
+                    },
+                ],
+            }
+            .ctes(),
+            catalog::grant_ctes(
+                "granted",
+                "paid",
+                GrantSql {
+                    user_id: "paid.user_id",
+                    product_id: "paid.product_id",
+                    order_id: "paid.id",
+                    quantity: "paid.quantity",
+                    period_days: "paid.period_days",
+                    amount: "paid.amount",
                 },
-                amount: "-sold.amount",
-            },
-        ],
+            ),
+        ]
+        .join(",\n"),
     };
     let paid = format!("'{}'", OrderStatus::Paid);
     let event_kind = format!("'{}'", EventKind::Paid);
@@ -186,23 +202,8 @@ static APPLY: LazyLock<String> = LazyLock::new(|| {
          $3::text AS transaction_id, $4::text AS out_transaction_id, \
          $5::timestamptz AS paid_at, $6::bigint AS inbox_id, $7::text AS source)"
             .to_owned(),
-        orders::mark_paid_cte("paid", "input"),
-        recharged,
-        credit.ctes(),
-        sold,
-        sale.ctes(),
-        catalog::grant_ctes(
-            "granted",
-            "sold",
-            GrantSql {
-                user_id: "sold.user_id",
-                product_id: "sold.product_id",
-                order_id: "sold.id",
-                quantity: "sold.quantity",
-                period_days: "sold.period_days",
-                amount: "sold.amount",
-            },
-        ),
+        orders::mark_paid_cte("paid", "input", kind),
+        booking,
         events::record_cte(
             "event",
             "paid",
@@ -241,17 +242,23 @@ static APPLY: LazyLock<String> = LazyLock::new(|| {
     ]
     .join(",\n")
         + "\nSELECT paid.id AS order_id, paid.review_reason FROM paid"
-});
+}
+
+static APPLY_RECHARGE: LazyLock<String> = LazyLock::new(|| apply_sql(OrderKind::Recharge));
+static APPLY_PURCHASE: LazyLock<String> = LazyLock::new(|| apply_sql(OrderKind::Purchase));
 
 /// Applies a verified successful payment exactly once. See the module doc.
 pub async fn apply_payment(
     conn: &mut AsyncPgConnection,
     payment: &PaymentResult,
 ) -> AppResult<ApplyOutcome> {
-    // A status can change between the attempt and the diagnosis (a close racing a
-    // payment); then the attempt is simply made again.
+    // Our order numbers begin with their kind's letter, so the first attempt is nearly
+    // always the right statement; if not, the diagnosis reads the order's kind. A status can
+    // also change between the attempt and the diagnosis (a close racing a payment); either
+    // way the attempt is simply made again.
+    let mut kind = payment.order_no.kind().unwrap_or(OrderKind::Recharge);
     for _ in 0..3 {
-        if let Some(applied) = try_apply(conn, payment).await? {
+        if let Some(applied) = try_apply(conn, payment, kind).await? {
             if let Some(reason) = applied.review_reason {
                 tracing::warn!(order_no = %payment.order_no, %reason, "late payment credited; flagged for review");
             }
@@ -260,8 +267,9 @@ pub async fn apply_payment(
                 flagged: applied.review_reason,
             });
         }
-        if let Some(outcome) = diagnose(conn, payment).await? {
-            return Ok(outcome);
+        match diagnose(conn, payment).await? {
+            Diagnosis::Settled(outcome) => return Ok(outcome),
+            Diagnosis::Applicable(actual) => kind = actual,
         }
     }
     Err(AppError::internal(format!(
@@ -270,8 +278,16 @@ pub async fn apply_payment(
     )))
 }
 
-async fn try_apply(conn: &mut AsyncPgConnection, p: &PaymentResult) -> AppResult<Option<Applied>> {
-    let applied = diesel::sql_query(APPLY.as_str())
+async fn try_apply(
+    conn: &mut AsyncPgConnection,
+    p: &PaymentResult,
+    kind: OrderKind,
+) -> AppResult<Option<Applied>> {
+    let sql = match kind {
+        OrderKind::Recharge => APPLY_RECHARGE.as_str(),
+        OrderKind::Purchase => APPLY_PURCHASE.as_str(),
+    };
+    let applied = diesel::sql_query(sql)
         .bind::<Text, _>(&p.order_no)
         .bind::<BigInt, _>(p.amount)
         .bind::<Nullable<Text>, _>(p.transaction_id.as_deref())
@@ -288,11 +304,16 @@ async fn try_apply(conn: &mut AsyncPgConnection, p: &PaymentResult) -> AppResult
     }
 }
 
-/// Why a payment did not apply; `None` when it could apply now (try again).
-async fn diagnose(
-    conn: &mut AsyncPgConnection,
-    p: &PaymentResult,
-) -> AppResult<Option<ApplyOutcome>> {
+/// What the order says about a payment that did not apply.
+enum Diagnosis {
+    /// Nothing to apply: this is the outcome.
+    Settled(ApplyOutcome),
+    /// It can apply now, to an order of this kind (try again).
+    Applicable(OrderKind),
+}
+
+/// Why a payment did not apply.
+async fn diagnose(conn: &mut AsyncPgConnection, p: &PaymentResult) -> AppResult<Diagnosis> {
     // Only orders paid by QR code can be paid at the gateway (a purchase from the balance
     // has no channel).
     let order = orders::find_by_no(conn, &p.order_no)
@@ -310,14 +331,14 @@ async fn diagnose(
         return refuse(conn, p, Refusal::AmountMismatch, Some((order.id, detail))).await;
     }
     if OrderStatus::Paid.sources().contains(&order.status) {
-        return Ok(None);
+        return Ok(Diagnosis::Applicable(order.kind));
     }
     let same_transaction = match (&order.gateway_transaction_id, &p.transaction_id) {
         (Some(ours), Some(theirs)) => ours == theirs,
         _ => true,
     };
     if same_transaction {
-        return Ok(Some(ApplyOutcome::AlreadyPaid));
+        return Ok(Diagnosis::Settled(ApplyOutcome::AlreadyPaid));
     }
     let detail = format!(
         "order paid by {}, another payment {}",
@@ -332,7 +353,7 @@ async fn refuse(
     p: &PaymentResult,
     refusal: Refusal,
     order: Option<(i64, String)>,
-) -> AppResult<Option<ApplyOutcome>> {
+) -> AppResult<Diagnosis> {
     let reason = refusal.review_reason();
     tracing::warn!(order_no = %p.order_no, amount = p.amount.as_fen(), %reason, "payment flagged for review");
     let (order_id, detail) = order.unzip();
@@ -350,5 +371,33 @@ async fn refuse(
         },
     )
     .await?;
-    Ok(Some(ApplyOutcome::Refused(refusal)))
+    Ok(Diagnosis::Settled(ApplyOutcome::Refused(refusal)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_its_own_statement_booking_only_its_own_entry() {
+        let recharge = apply_sql(OrderKind::Recharge);
+        let purchase = apply_sql(OrderKind::Purchase);
+        assert!(recharge.contains("o.kind = 'RECHARGE'"));
+        assert!(
+            recharge.contains("UPDATE ledger_accounts"),
+            "credits the wallet"
+        );
+        assert!(!recharge.contains("revenue") && !recharge.contains("entitlements"));
+        assert!(purchase.contains("o.kind = 'PURCHASE'"));
+        assert!(purchase.contains("a.code = 'revenue'"));
+        assert!(purchase.contains("INSERT INTO entitlements"));
+        assert!(
+            !purchase.contains("UPDATE ledger_accounts"),
+            "never the wallet"
+        );
+        for sql in [&recharge, &purchase] {
+            assert_eq!(sql.matches("INSERT INTO journal_entries").count(), 1);
+            assert_eq!(sql.matches("INSERT INTO order_events").count(), 1);
+        }
+    }
 }

@@ -1103,3 +1103,56 @@ async fn a_page_of_orders_costs_the_same_statements_for_5_or_50() {
     assert!(fifty <= 8, "{fifty} statements");
     assert_ledger_invariants(&app.db).await;
 }
+
+#[tokio::test]
+async fn a_checkout_whose_number_does_not_name_its_kind_is_still_applied_once() {
+    use topup::domain::OrderNo;
+    use topup::payments::{ApplyOutcome, PaymentResult, PaymentSource, apply_payment};
+
+    let app = TestApp::spawn().await;
+    let admin = app
+        .user_with_role("hint-admin@example.com", Role::Admin)
+        .await;
+    let s = app.register("hint@example.com").await;
+    let seat = one_time(&app, &admin, "Seat", 250).await;
+    // A checkout numbered by another system (its letter says nothing about its kind).
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(
+        "INSERT INTO orders (order_no, user_id, kind, status, channel, amount, product_id, \
+                             product_name, unit_price, quantity, expires_at) \
+         VALUES ('X0001', $1, 'PURCHASE', 'PENDING', 'WECHAT', 500, $2, 'Seat', 250, 2, \
+                 now() + interval '15 minutes')",
+    )
+    .bind::<BigInt, _>(uid(&s))
+    .bind::<BigInt, _>(seat.parse::<i64>().expect("id"))
+    .execute(&mut conn)
+    .await
+    .expect("insert");
+    let payment = PaymentResult {
+        order_no: OrderNo::parse("X0001").expect("no"),
+        amount: Money::fen(500),
+        transaction_id: Some("T-X0001".into()),
+        out_transaction_id: None,
+        paid_at: None,
+        source: PaymentSource::Query,
+    };
+    let mut pooled = app.state.pool.get().await.expect("connection");
+    let first = apply_payment(&mut pooled, &payment).await.expect("apply");
+    assert!(
+        matches!(first, ApplyOutcome::Credited { flagged: None, .. }),
+        "{first:?}"
+    );
+    let again = apply_payment(&mut pooled, &payment).await.expect("again");
+    assert_eq!(again, ApplyOutcome::AlreadyPaid);
+    let held = app
+        .gql_ok(
+            Some(&s.access),
+            "{ me { balance entitlements { quantity } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(held["me"]["entitlements"][0]["quantity"], 2);
+    assert_eq!(held["me"]["balance"], "0");
+    assert_eq!(revenue(&app).await, 500);
+    assert_ledger_invariants(&app.db).await;
+}
