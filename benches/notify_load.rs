@@ -7,10 +7,12 @@
 //! 1. POSTs one signed notify per order to `/notify/swiftpass` (all different customers);
 //! 2. POSTs them all again (every one a duplicate: the path retries take);
 //! 3. applies payments for a second set of orders by calling `apply_payment` directly (the
-//!    reconciler's path, no HTTP).
+//!    reconciler's path, no HTTP);
+//! 4. the same for QR checkouts (purchases paid at the gateway: clearing → revenue and the
+//!    product granted, in the same statement).
 //!
-//! It checks the outcome (every order PAID once, every wallet equal to its order) and prints
-//! rates and latency percentiles. Bounded: `BENCH_ORDERS` (default 2000) orders per phase,
+//! It checks the outcome (every order PAID once, every wallet equal to its recharge, revenue
+//! equal to the checkouts, one grant per checkout) and prints rates and latency percentiles. Bounded: `BENCH_ORDERS` (default 2000) orders per phase,
 //! `BENCH_CONCURRENCY` (default 32) requests in flight, and each phase stops after
 //! `BENCH_SECONDS` (default 60).
 //!
@@ -96,6 +98,7 @@ async fn main() {
     let mut conn = AsyncPgConnection::establish(&url).await.expect("connect");
     let http_orders = seed(&mut conn, "H", orders).await;
     let direct_orders = seed(&mut conn, "D", orders).await;
+    let checkout_orders = seed_checkouts(&mut conn, "P", orders).await;
 
     println!(
         "notify_load: {orders} orders per phase, {concurrency} in flight, {} cores",
@@ -153,7 +156,28 @@ async fn main() {
     .await;
     report("apply_payment, direct", &direct);
 
-    verify(&mut conn, first.done + direct.done).await;
+    let checkouts: Vec<PaymentResult> = checkout_orders
+        .iter()
+        .map(|(no, amount)| PaymentResult {
+            order_no: OrderNo::parse(no).expect("order number"),
+            amount: Money::fen(*amount),
+            transaction_id: Some(format!("T{no}")),
+            out_transaction_id: None,
+            paid_at: None,
+            source: PaymentSource::Query,
+        })
+        .collect();
+    let bought = run_phase(&checkouts, concurrency, cap, |payment| {
+        let state = state.clone();
+        async move {
+            let mut conn = state.pool.get().await.ok()?;
+            apply_payment(&mut conn, &payment).await.ok().map(|_| ())
+        }
+    })
+    .await;
+    report("apply_payment, direct, checkouts", &bought);
+
+    verify(&mut conn, first.done + direct.done, bought.done).await;
 
     let _ = stop_tx.send(());
     let _ = server.await;
@@ -194,6 +218,43 @@ async fn seed(conn: &mut AsyncPgConnection, tag: &str, n: usize) -> Vec<(String,
          RETURNING order_no, amount"
     );
     let rows: Vec<Row> = diesel::sql_query(sql).load(conn).await.expect("seed");
+    rows.into_iter().map(|r| (r.order_no, r.amount)).collect()
+}
+
+/// Creates `n` customers, each with a wallet and one pending QR checkout of a 30-day
+/// subscription; returns the orders.
+async fn seed_checkouts(conn: &mut AsyncPgConnection, tag: &str, n: usize) -> Vec<(String, i64)> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        order_no: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        amount: i64,
+    }
+    let sql = format!(
+        "WITH p AS (
+            INSERT INTO products (sku, name, price, kind, period_days)
+            VALUES ('bench-{tag}', 'Bench plan', 100, 'SUBSCRIPTION', 30) RETURNING id, name
+         ), u AS (
+            INSERT INTO users (email, password_hash, role)
+            SELECT lower('bench-{tag}-') || g || '@example.com', 'x', 'CUSTOMER' FROM generate_series(1, {n}) g
+            RETURNING id
+         ), w AS (
+            INSERT INTO ledger_accounts (kind, code, user_id, balance)
+            SELECT 'CUSTOMER_WALLET', 'wallet:' || id, id, 0 FROM u
+         )
+         INSERT INTO orders (order_no, user_id, kind, status, channel, amount, product_id,
+                             product_name, unit_price, quantity, period_days, created_at, expires_at)
+         SELECT '{tag}' || lpad(u.id::text, 20, '0'), u.id, 'PURCHASE', 'PENDING',
+                CASE WHEN u.id % 2 = 0 THEN 'WECHAT' ELSE 'ALIPAY' END, 100 + u.id % 1000, p.id,
+                p.name, 100 + u.id % 1000, 1, 30, now(), now() + interval '15 minutes'
+           FROM u, p
+         RETURNING order_no, amount"
+    );
+    let rows: Vec<Row> = diesel::sql_query(sql)
+        .load(conn)
+        .await
+        .expect("seed checkouts");
     rows.into_iter().map(|r| (r.order_no, r.amount)).collect()
 }
 
@@ -277,39 +338,63 @@ fn report(name: &str, p: &Phase) {
     );
 }
 
-/// Every applied order is PAID with exactly one entry, and the wallets hold exactly the sum.
-async fn verify(conn: &mut AsyncPgConnection, applied: usize) {
+/// Every applied order is PAID with exactly one entry; the wallets hold exactly the paid
+/// recharges and revenue exactly the paid checkouts, each of which granted once.
+async fn verify(conn: &mut AsyncPgConnection, recharged: usize, bought: usize) {
     #[derive(diesel::QueryableByName)]
     struct Check {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
-        paid: i64,
+        recharges: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        purchases: i64,
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         entries: i64,
         #[diesel(sql_type = diesel::sql_types::BigInt)]
-        paid_sum: i64,
+        grants: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        recharged_sum: i64,
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         wallet_sum: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        bought_sum: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        revenue: i64,
     }
     let c: Check = diesel::sql_query(
-        "SELECT (SELECT count(*) FROM orders WHERE status = 'PAID') AS paid,
+        "SELECT (SELECT count(*) FROM orders WHERE status = 'PAID' AND kind = 'RECHARGE') AS recharges,
+                (SELECT count(*) FROM orders WHERE status = 'PAID' AND kind = 'PURCHASE') AS purchases,
                 (SELECT count(*) FROM journal_entries) AS entries,
-                (SELECT coalesce(sum(amount), 0)::bigint FROM orders WHERE status = 'PAID') AS paid_sum,
-                (SELECT coalesce(sum(balance), 0)::bigint FROM ledger_accounts WHERE kind = 'CUSTOMER_WALLET') AS wallet_sum",
+                (SELECT count(*) FROM entitlement_grants) AS grants,
+                (SELECT coalesce(sum(amount), 0)::bigint FROM orders WHERE status = 'PAID' AND kind = 'RECHARGE') AS recharged_sum,
+                (SELECT coalesce(sum(balance), 0)::bigint FROM ledger_accounts WHERE kind = 'CUSTOMER_WALLET') AS wallet_sum,
+                (SELECT coalesce(sum(amount), 0)::bigint FROM orders WHERE status = 'PAID' AND kind = 'PURCHASE') AS bought_sum,
+                (SELECT coalesce(sum(p.amount), 0)::bigint FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                  WHERE a.kind = 'REVENUE') AS revenue",
     )
     .get_result(conn)
     .await
     .expect("verify");
     assert_eq!(
-        c.paid as usize, applied,
+        (c.recharges as usize, c.purchases as usize),
+        (recharged, bought),
         "every applied payment made one PAID order"
     );
-    assert_eq!(c.entries, c.paid, "one journal entry per paid order");
     assert_eq!(
-        c.paid_sum, c.wallet_sum,
-        "wallets hold exactly what was paid"
+        c.entries,
+        c.recharges + c.purchases,
+        "one journal entry per paid order"
+    );
+    assert_eq!(c.grants, c.purchases, "one grant per paid checkout");
+    assert_eq!(
+        c.recharged_sum, c.wallet_sum,
+        "wallets hold exactly what was recharged"
+    );
+    assert_eq!(
+        c.bought_sum, c.revenue,
+        "revenue holds exactly what was bought"
     );
     println!(
-        "verified: {} orders PAID once, wallets hold {} fen",
-        c.paid, c.wallet_sum
+        "verified: {} recharges and {} checkouts PAID once, wallets hold {} fen, revenue {} fen",
+        c.recharges, c.purchases, c.wallet_sum, c.revenue
     );
 }
