@@ -11,12 +11,14 @@
 //! [`entry`] is the one way to write an entry: [`post`] for a standalone entry, and
 //! [`EntrySql`] for an entry that is part of a bigger statement (the payment apply).
 
+mod check;
 mod entry;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+pub use check::{EntryLegs, Leg, entries_by_cause};
 pub use entry::{Account, AccountSql, Entry, EntrySql, LegSql, SystemAccount, post};
 
 use crate::db::Page;
@@ -37,6 +39,8 @@ crate::text_enum! {
         CommissionPayable = "COMMISSION_PAYABLE",
         /// Manual corrections.
         Adjustments = "ADJUSTMENTS",
+        /// Refunds on their way back to the payer.
+        RefundsPending = "REFUNDS_PENDING",
     }
 }
 

@@ -1,7 +1,8 @@
 //! Applying a gateway's payment result: the one path that marks an order PAID and credits
 //! the wallet, used by the notify route ([`notify`]) and by settling an order with the
 //! gateway's answer to a query ([`settle`]: `closeOrder`, the reconciler). Payments owns the
-//! notify inbox and the payment reviews.
+//! notify inbox, the payment reviews ([`review`]) and refunds ([`refund`]), the money flow
+//! back through the gateway.
 //!
 //! The hot path is ONE statement (so one round trip and one implicit transaction), put
 //! together from the fragments of the modules that own the tables: the order's
@@ -12,7 +13,8 @@
 //! The journal entry's unique cause would refuse a second credit anyway.
 
 pub mod notify;
-mod review;
+pub mod refund;
+pub mod review;
 pub mod settle;
 
 use std::sync::LazyLock;
@@ -22,7 +24,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::domain::{Money, OrderKind, OrderNo, OrderStatus, ReviewReason};
+use crate::domain::{Channel, Money, OrderKind, OrderNo, OrderStatus, ReviewReason};
 use crate::error::{AppError, AppResult};
 use crate::events::{self, EventKind, EventSql};
 use crate::ledger::{AccountSql, EntryKind, EntrySql, LegSql};
@@ -67,7 +69,24 @@ pub struct PaymentResult {
     pub out_transaction_id: Option<String>,
     /// When it was paid (`time_end`).
     pub paid_at: Option<DateTime<Utc>>,
+    /// How it was paid (`trade_type`, e.g. `pay.weixin.native`), if the gateway said.
+    pub trade_type: Option<String>,
     pub source: PaymentSource,
+}
+
+impl PaymentResult {
+    /// What the apply compares with the order's channel: the channel of the trade type,
+    /// or, for a trade type of no channel of ours, the trade type itself (it matches no
+    /// order, so the payment is refused rather than booked to a clearing account the money
+    /// did not reach). `None` when the gateway did not say.
+    fn reported_channel(&self) -> Option<String> {
+        self.trade_type
+            .as_deref()
+            .map(|t| match Channel::of_trade_type(t) {
+                Some(channel) => channel.as_str().to_owned(),
+                None => t.to_owned(),
+            })
+    }
 }
 
 /// Why a payment was not applied (it waits for review instead).
@@ -79,6 +98,8 @@ pub enum Refusal {
     UnknownOrder,
     /// A second payment, with another transaction id, for a paid order.
     DuplicatePayment,
+    /// Paid through another channel than the order's.
+    ChannelMismatch,
 }
 
 impl Refusal {
@@ -88,6 +109,7 @@ impl Refusal {
             Refusal::AmountMismatch => ReviewReason::AmountMismatch,
             Refusal::UnknownOrder => ReviewReason::UnknownOrder,
             Refusal::DuplicatePayment => ReviewReason::DuplicatePayment,
+            Refusal::ChannelMismatch => ReviewReason::ChannelMismatch,
         }
     }
 }
@@ -116,7 +138,7 @@ struct Applied {
 }
 
 /// The apply statement. Binds: `$1` order number, `$2` amount, `$3` transaction id, `$4`
-/// channel transaction id, `$5` paid at, `$6` inbox id, `$7` source.
+/// channel transaction id, `$5` paid at, `$6` inbox id, `$7` source, `$8` reported channel.
 static APPLY: LazyLock<String> = LazyLock::new(|| {
     let credit = EntrySql {
         name: "credit",
@@ -146,7 +168,8 @@ static APPLY: LazyLock<String> = LazyLock::new(|| {
     [
         "WITH input AS (SELECT $1::text AS order_no, $2::bigint AS amount, \
          $3::text AS transaction_id, $4::text AS out_transaction_id, \
-         $5::timestamptz AS paid_at, $6::bigint AS inbox_id, $7::text AS source)"
+         $5::timestamptz AS paid_at, $6::bigint AS inbox_id, $7::text AS source, \
+         $8::text AS channel)"
             .to_owned(),
         orders::mark_paid_cte("paid", "input"),
         credit.ctes(),
@@ -226,6 +249,7 @@ async fn try_apply(conn: &mut AsyncPgConnection, p: &PaymentResult) -> AppResult
         .bind::<Nullable<Timestamptz>, _>(p.paid_at)
         .bind::<Nullable<BigInt>, _>(p.source.inbox_id())
         .bind::<Text, _>(p.source.as_str())
+        .bind::<Nullable<Text>, _>(p.reported_channel())
         .get_result::<Applied>(conn)
         .await;
     match applied {
@@ -253,6 +277,16 @@ async fn diagnose(
             p.amount.as_fen()
         );
         return refuse(conn, p, Refusal::AmountMismatch, Some((order.id, detail))).await;
+    }
+    if let Some(reported) = p.reported_channel()
+        && order.channel.map(Channel::as_str) != Some(reported.as_str())
+    {
+        let detail = format!(
+            "order channel {}, paid with {}",
+            order.channel.map(Channel::as_str).unwrap_or("?"),
+            p.trade_type.as_deref().unwrap_or("?")
+        );
+        return refuse(conn, p, Refusal::ChannelMismatch, Some((order.id, detail))).await;
     }
     if OrderStatus::Paid.sources().contains(&order.status) {
         return Ok(None);

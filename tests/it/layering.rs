@@ -18,6 +18,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("events", 2),
     ("ledger", 2),
     ("audit", 2),
+    ("gateway_calls", 2),
+    ("reconcile", 2),
     ("domain", 1),
     ("db", 0),
     ("gateway", 0),

@@ -146,6 +146,7 @@ async fn the_notify_route_and_a_direct_apply_racing_credit_once() {
             transaction_id: Some(format!("{mch_id}202611250000000001")),
             out_transaction_id: None,
             paid_at: None,
+            trade_type: None,
             source: PaymentSource::Query,
         };
         tokio::spawn(async move {
@@ -256,7 +257,8 @@ async fn a_payment_after_close_is_credited_and_flagged() {
 
 #[tokio::test]
 async fn closing_a_paid_order_applies_the_payment_instead() {
-    let app = TestApp::spawn().await;
+    // The reconciler would find the payment too; here the close must.
+    let app = TestApp::spawn_with(|c| c.reconcile.enabled = false).await;
     let s = app.register("closepaid@example.com").await;
     let order_no = app.recharge(&s, 300, "ALIPAY").await;
     // Paid at the gateway, but its notify never arrives.
