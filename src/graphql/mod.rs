@@ -2,6 +2,7 @@
 //! error codes, and the SDL that `schema.graphql` holds.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod connection;
 mod errors;
@@ -30,11 +31,16 @@ pub struct Query(
     accounts::AccountsQuery,
     orders::OrdersQuery,
     ledger::LedgerQuery,
+    admin::AdminQuery,
 );
 
 /// All mutations.
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation, orders::OrdersMutation);
+pub struct Mutation(
+    accounts::AccountsMutation,
+    orders::OrdersMutation,
+    admin::AdminMutation,
+);
 
 /// All subscriptions.
 #[derive(MergedSubscription, Default)]

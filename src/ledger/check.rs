@@ -29,19 +29,22 @@ pub struct EntryLegs {
     pub legs: Vec<Leg>,
 }
 
+/// A posting read back: cause, entry kind, account kind, wallet owner, channel, amount.
+type Row = (
+    String,
+    EntryKind,
+    AccountKind,
+    Option<i64>,
+    Option<Channel>,
+    Money,
+);
+
 /// The entries with these causes (an absent cause has none).
 pub async fn entries_by_cause(
     conn: &mut AsyncPgConnection,
     causes: &[String],
 ) -> AppResult<Vec<EntryLegs>> {
-    let rows: Vec<(
-        String,
-        EntryKind,
-        AccountKind,
-        Option<i64>,
-        Option<Channel>,
-        Money,
-    )> = postings::table
+    let rows: Vec<Row> = postings::table
         .inner_join(journal_entries::table)
         .inner_join(ledger_accounts::table)
         .filter(journal_entries::cause.eq_any(causes))

@@ -78,7 +78,7 @@ pub struct RefundRequest {
 }
 
 enum Start {
-    New(Refund, Order),
+    New(Box<(Refund, Order)>),
     Existing(Refund),
 }
 
@@ -112,7 +112,8 @@ pub async fn request(
         .await?
     };
     match start {
-        Start::New(refund, order) => {
+        Start::New(new) => {
+            let (refund, order) = *new;
             let about = CallAbout {
                 refund_id: Some(refund.id),
                 ..CallAbout::order(order.id)
@@ -267,7 +268,7 @@ async fn start(
         }),
     )
     .await?;
-    Ok(Start::New(refund, order))
+    Ok(Start::New(Box::new((refund, order))))
 }
 
 /// Sends the refund request (again: the gateway processes one refund number once) and
