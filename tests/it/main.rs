@@ -9,11 +9,14 @@
 )]
 
 mod accounts;
+mod bills;
 mod gateway;
 mod instances;
 mod layering;
 mod ledger;
 mod recharge;
+mod reconcile;
+mod refunds;
 mod schema;
 mod support;
 mod ws;
