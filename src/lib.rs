@@ -11,7 +11,8 @@
 //! ```text
 //! app                      start-up wiring: imports everything, imported by nothing
 //!  └ http → graphql → state    transport: parse, authorize, call a capability
-//!     └ payments → orders → accounts, events → ledger      capabilities: own their SQL
+//!     └ reconcile → payments → orders → accounts, events, gateway_calls → ledger
+//!                                                          capabilities: own their SQL
 //!        └ domain, db, gateway, config, error                 values and infrastructure
 //! ```
 //!
@@ -19,8 +20,10 @@
 //! `state` is the bag of shared handles (pool, cashier, JWT keys, event hub) the transports
 //! hand out piece by piece. The capabilities: `accounts` (users, sessions), `ledger` (the
 //! only writer of journal entries and postings), `events` (the order timeline, its outbox and
-//! the LISTEN hub), `orders` (orders and their state machine, recharge creation), `payments`
-//! (the one path to PAID, the notify inbox, reviews, settling with the gateway). Underneath:
+//! the LISTEN hub), `orders` (orders and their state machine, recharge creation, the
+//! reconciler's watch list), `payments` (the one path to PAID, the notify inbox, reviews,
+//! settling with the gateway, refunds), `gateway_calls` (the log of every gateway call about
+//! an order), `reconcile` (the consistency job and the daily bill), `audit`. Underneath:
 //! `domain` (money, order numbers and statuses, idempotency keys: built valid or not at all),
 //! `db`, `gateway` (the SwiftPass protocol and its sandbox), `config`, `error`.
 //!

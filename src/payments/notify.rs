@@ -1,8 +1,8 @@
 //! The gateway's payment notify: kept raw in the inbox before anything else, then judged,
-//! then applied. A notify whose apply failed (verdict ERROR) is judged again from its stored
-//! body by the reconciler ([`claim_errors`], [`replay`]). The answer is the plain text `success` only once the outcome is durable
+//! then applied. The answer is the plain text `success` only once the outcome is durable
 //! (applied, or recorded as needing no retry); anything the gateway should send again gets
-//! `failure`.
+//! `failure`. A notify whose apply failed (verdict ERROR) is also judged again from its
+//! stored body by the reconciler ([`claim_errors`], [`replay`]), through the same code.
 
 use std::sync::LazyLock;
 

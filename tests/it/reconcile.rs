@@ -515,3 +515,112 @@ async fn reconcile_once_settles_what_is_due_from_the_command_line() {
     assert_eq!(app.balance(&s).await, 2500);
     assert_ledger_invariants(&app.db).await;
 }
+
+#[tokio::test]
+async fn admins_resolve_payment_reviews_without_moving_money_and_nobody_else_sees_them() {
+    let app = TestApp::spawn().await;
+    let s = app.register("reviewed@example.com").await;
+    let order_no = app.recharge(&s, 500, "WECHAT").await;
+    let (mch_id, key) = app.merchant();
+    let wrong = signed_xml(notify_params(&mch_id, &order_no, 499), &key);
+    assert_eq!(app.post_notify(wrong).await, "success");
+    let admin = app.admin("reviewer@example.com").await;
+
+    let list = |status: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            app.gql_ok(
+                Some(&admin.access),
+                "query($status: ReviewStatus) { paymentReviews(first: 10, status: $status) { edges { node { id reason resolution resolutionNote resolvedAt resolvedBy } } } }",
+                json!({ "status": status }),
+            )
+            .await["paymentReviews"]["edges"]
+                .as_array()
+                .expect("edges")
+                .clone()
+        }
+    };
+    let open = list("OPEN").await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["node"]["reason"], "AMOUNT_MISMATCH");
+    let id = open[0]["node"]["id"].as_str().expect("id").to_string();
+
+    const RESOLVE: &str = "mutation($id: ID!, $resolution: ReviewResolution!, $note: String!) { resolvePaymentReview(id: $id, resolution: $resolution, note: $note) { id resolution resolutionNote resolvedAt resolvedBy } }";
+    let resolve = |id: String, note: &'static str, who: &crate::support::Session| {
+        let (app, access) = (&app, who.access.clone());
+        async move {
+            app.gql(
+                Some(&access),
+                RESOLVE,
+                json!({ "id": id, "resolution": "DISMISSED", "note": note }),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        error_code(&resolve(id.clone(), "mine", &s).await),
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        error_code(&resolve(id.clone(), "  ", &admin).await),
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        error_code(&resolve("999999".into(), "x", &admin).await),
+        "NOT_FOUND"
+    );
+    assert_eq!(
+        error_code(&resolve("abc".into(), "x", &admin).await),
+        "NOT_FOUND"
+    );
+    let done = resolve(
+        id.clone(),
+        "the customer paid the right amount by mistake twice",
+        &admin,
+    )
+    .await;
+    let resolved = &done["data"]["resolvePaymentReview"];
+    assert_eq!(resolved["resolution"], "DISMISSED", "{done}");
+    assert!(resolved["resolvedAt"].is_string());
+    assert_eq!(resolved["resolvedBy"], admin.user_id.as_str());
+    assert_eq!(
+        error_code(&resolve(id.clone(), "again", &admin).await),
+        "CONFLICT"
+    );
+    assert!(list("OPEN").await.is_empty());
+    assert_eq!(list("RESOLVED").await.len(), 1);
+    assert_eq!(
+        crate::refunds::audit_actions(&app, &format!("paymentReview:{id}")).await,
+        ["resolvePaymentReview"]
+    );
+    // Nothing moved.
+    assert_eq!(app.balance(&s).await, 0);
+    assert_eq!(app.order_status(&s, &order_no).await, "PENDING");
+
+    // The admin surface is for admins only.
+    for query in [
+        "{ paymentReviews { edges { cursor } } }",
+        "{ reconciliationRuns { edges { cursor } } }",
+        "{ reconcilerLag { lagSeconds } }",
+    ] {
+        assert_eq!(
+            error_code(&app.gql(Some(&s.access), query, json!({})).await),
+            "FORBIDDEN",
+            "{query}"
+        );
+        assert_eq!(
+            error_code(&app.gql(None, query, json!({})).await),
+            "UNAUTHENTICATED",
+            "{query}"
+        );
+    }
+    let history = app
+        .gql(
+            Some(&s.access),
+            "query($no: String!) { order(orderNo: $no) { history { __typename } } }",
+            json!({ "no": order_no }),
+        )
+        .await;
+    assert_eq!(error_code(&history), "FORBIDDEN", "{history}");
+    assert_ledger_invariants(&app.db).await;
+}
