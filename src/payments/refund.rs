@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{BigInt, Int4, Nullable, Timestamptz};
+use diesel::sql_types::{BigInt, Int4, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
 
@@ -304,8 +304,10 @@ async fn submit(
         }
         Err(GatewayError::Rejected { code, message }) => {
             let why = format!("{code}: {message}");
-            conn.transaction::<_, AppError, _>(async |conn| failed(conn, refund.id, &why).await)
-                .await?;
+            conn.transaction::<_, AppError, _>(async |conn| {
+                failed(conn, refund.id, &why, None).await
+            })
+            .await?;
             return Err(AppError::GatewayRejected { code, message });
         }
         Err(unknown @ GatewayError::Unknown { .. }) => {
@@ -326,11 +328,10 @@ async fn set_polling(
         .filter(refunds::id.eq(refund_id))
         .filter(refunds::status.eq(RefundStatus::Processing))
         .set((
-            refunds::gateway_refund_id.eq(diesel::dsl::sql::<Nullable<diesel::sql_types::Text>>(
-                "coalesce(",
-            )
-            .bind::<Nullable<diesel::sql_types::Text>, _>(gateway_refund_id)
-            .sql(", gateway_refund_id)")),
+            refunds::gateway_refund_id.eq(coalesce(
+                gateway_refund_id.map(str::to_owned),
+                refunds::gateway_refund_id,
+            )),
             refunds::next_query_at.eq(next),
             refunds::updated_at.eq(diesel::dsl::now),
         ))
@@ -411,14 +412,25 @@ pub async fn succeeded(
 }
 
 /// A refund that did not happen: the pending money goes back to the wallet, with an
-/// event. Nothing happens for a refund that is no longer PROCESSING.
-pub async fn failed(conn: &mut AsyncPgConnection, refund_id: i64, why: &str) -> AppResult<()> {
+/// event. `gateway_refund_id` is the gateway's number of a refund it accepted and then
+/// failed (none for a request it refused). Nothing happens for a refund that is no longer
+/// PROCESSING.
+pub async fn failed(
+    conn: &mut AsyncPgConnection,
+    refund_id: i64,
+    why: &str,
+    gateway_refund_id: Option<&str>,
+) -> AppResult<()> {
     let finished: Option<Refund> = diesel::update(refunds::table)
         .filter(refunds::id.eq(refund_id))
         .filter(refunds::status.eq(RefundStatus::Processing))
         .set((
             refunds::status.eq(RefundStatus::Failed),
             refunds::failure_reason.eq(why),
+            refunds::gateway_refund_id.eq(coalesce(
+                gateway_refund_id.map(str::to_owned),
+                refunds::gateway_refund_id,
+            )),
             refunds::finished_at.eq(diesel::dsl::now),
             refunds::next_query_at.eq(None::<DateTime<Utc>>),
             refunds::updated_at.eq(diesel::dsl::now),
@@ -581,11 +593,12 @@ pub async fn poll(
             .await?;
             Ok(Polled::Finished(RefundStatus::Succeeded))
         }
-        Some((Wire::Fail, _, _)) => {
-            finish_failed(&mut conn, refund.id, "the gateway says FAIL").await
+        Some((Wire::Fail, _, id)) => {
+            finish_failed(&mut conn, refund.id, "the gateway says FAIL", id.as_deref()).await
         }
-        Some((Wire::Other(s), _, _)) if matches!(s.as_str(), "CLOSE" | "REFUNDCLOSE") => {
-            finish_failed(&mut conn, refund.id, &format!("the gateway says {s}")).await
+        Some((Wire::Other(s), _, id)) if matches!(s.as_str(), "CLOSE" | "REFUNDCLOSE") => {
+            let why = format!("the gateway says {s}");
+            finish_failed(&mut conn, refund.id, &why, id.as_deref()).await
         }
         // Not there, or not sure: send the same refund number again (processed once).
         None | Some((Wire::NotSure, _, _)) => {
@@ -612,9 +625,12 @@ async fn finish_failed(
     conn: &mut AsyncPgConnection,
     refund_id: i64,
     why: &str,
+    gateway_refund_id: Option<&str>,
 ) -> AppResult<Polled> {
-    conn.transaction::<_, AppError, _>(async |conn| failed(conn, refund_id, why).await)
-        .await?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        failed(conn, refund_id, why, gateway_refund_id).await
+    })
+    .await?;
     Ok(Polled::Finished(RefundStatus::Failed))
 }
 
@@ -672,6 +688,11 @@ pub async fn backlog(conn: &mut AsyncPgConnection) -> AppResult<(i64, Option<Dat
     .get_result(conn)
     .await?;
     Ok((row.due, row.oldest))
+}
+
+diesel::define_sql_function! {
+    /// The first of its arguments that is not null.
+    fn coalesce(x: Nullable<Text>, y: Nullable<Text>) -> Nullable<Text>;
 }
 
 fn negative(amount: Money) -> AppResult<Money> {

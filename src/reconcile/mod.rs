@@ -278,9 +278,13 @@ impl Reconciler {
             return;
         }
         match bills::run(&self.pool, &self.gateway, date).await {
-            Ok(run) if run.status != bills::RunStatus::Failed => {
+            Ok(run) if run.status == bills::RunStatus::Done => {
                 job.done = Some(date);
                 job.retry_at = None;
+            }
+            // Another instance is on it; should it die, its run is taken again later.
+            Ok(run) if run.status == bills::RunStatus::Running => {
+                job.retry_at = Some(tokio::time::Instant::now() + BILL_RETRY);
             }
             Ok(run) => {
                 tracing::warn!(%date, error = ?run.error, "daily bill reconciliation failed; trying again later");
