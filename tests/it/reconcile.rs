@@ -46,7 +46,11 @@ async fn a_payment_whose_notify_never_comes_is_credited_by_the_reconciler() {
         .iter()
         .map(|q| q["outcome"].as_str().expect("outcome"))
         .collect();
-    assert_eq!(outcomes[..3], ["UNKNOWN"; 3], "{outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "UNKNOWN").count(),
+        3,
+        "{outcomes:?}"
+    );
     let last = queries.last().expect("the reconciler asked");
     assert_eq!(last["outcome"], "OK");
     assert!(
