@@ -82,6 +82,9 @@ async fn main() {
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.jwt_secret = Some(Secret::new("bench"));
     config.db_pool_size = 32;
+    // The orders wait unpaid at the sandbox for the whole run; the reconciler asking about
+    // them would measure itself too.
+    config.reconcile.enabled = false;
     config.data_dir = std::env::temp_dir().join(format!("topup-bench-data-{}", std::process::id()));
     let app = Application::build(config).await.expect("app");
     let base = format!("http://{}", app.local_addr());
@@ -110,7 +113,7 @@ async fn main() {
         .expect("client");
     let bodies: Vec<String> = http_orders
         .iter()
-        .map(|(no, amount)| notify_body(&mch_id, &key, no, *amount))
+        .map(|(no, amount, trade_type)| notify_body(&mch_id, &key, no, *amount, trade_type))
         .collect();
 
     let notify_url = format!("{base}/notify/swiftpass");
@@ -137,12 +140,13 @@ async fn main() {
 
     let payments: Vec<PaymentResult> = direct_orders
         .iter()
-        .map(|(no, amount)| PaymentResult {
+        .map(|(no, amount, trade_type)| PaymentResult {
             order_no: OrderNo::parse(no).expect("order number"),
             amount: Money::fen(*amount),
             transaction_id: Some(format!("T{no}")),
             out_transaction_id: None,
             paid_at: None,
+            trade_type: Some(trade_type.clone()),
             source: PaymentSource::Query,
         })
         .collect();
@@ -164,6 +168,8 @@ async fn main() {
             transaction_id: Some(format!("T{no}")),
             out_transaction_id: None,
             paid_at: None,
+            // The gateway did not say: the order's own channel stands.
+            trade_type: None,
             source: PaymentSource::Query,
         })
         .collect();
@@ -192,14 +198,17 @@ async fn main() {
     }
 }
 
-/// Creates `n` customers, each with a wallet and one pending recharge; returns the orders.
-async fn seed(conn: &mut AsyncPgConnection, tag: &str, n: usize) -> Vec<(String, i64)> {
+/// Creates `n` customers, each with a wallet and one pending recharge; returns the orders
+/// (number, amount, the trade type of its channel).
+async fn seed(conn: &mut AsyncPgConnection, tag: &str, n: usize) -> Vec<(String, i64, String)> {
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Text)]
         order_no: String,
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         amount: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        channel: String,
     }
     let sql = format!(
         "WITH u AS (
@@ -215,10 +224,19 @@ async fn seed(conn: &mut AsyncPgConnection, tag: &str, n: usize) -> Vec<(String,
                 CASE WHEN id % 2 = 0 THEN 'WECHAT' ELSE 'ALIPAY' END, 100 + id % 1000,
                 now(), now() + interval '15 minutes'
            FROM u
-         RETURNING order_no, amount"
+         RETURNING order_no, amount, channel"
     );
     let rows: Vec<Row> = diesel::sql_query(sql).load(conn).await.expect("seed");
-    rows.into_iter().map(|r| (r.order_no, r.amount)).collect()
+    rows.into_iter()
+        .map(|r| {
+            let trade_type = if r.channel == "WECHAT" {
+                "pay.weixin.native"
+            } else {
+                "pay.alipay.native"
+            };
+            (r.order_no, r.amount, trade_type.to_owned())
+        })
+        .collect()
 }
 
 /// Creates `n` customers, each with a wallet and one pending QR checkout of a 30-day
@@ -258,7 +276,7 @@ async fn seed_checkouts(conn: &mut AsyncPgConnection, tag: &str, n: usize) -> Ve
     rows.into_iter().map(|r| (r.order_no, r.amount)).collect()
 }
 
-fn notify_body(mch_id: &str, key: &str, order_no: &str, amount: i64) -> String {
+fn notify_body(mch_id: &str, key: &str, order_no: &str, amount: i64, trade_type: &str) -> String {
     let mut p = Params::new();
     for (k, v) in [
         ("version", "2.0"),
@@ -270,7 +288,7 @@ fn notify_body(mch_id: &str, key: &str, order_no: &str, amount: i64) -> String {
         ("mch_id", mch_id),
         ("nonce_str", "bench"),
         ("out_trade_no", order_no),
-        ("trade_type", "pay.weixin.native"),
+        ("trade_type", trade_type),
         ("time_end", "20261125180004"),
     ] {
         p.insert(k.into(), v.into());

@@ -23,6 +23,7 @@ use crate::graphql::loaders::TopupLoader;
 use crate::graphql::{self, TopupSchema};
 use crate::http;
 use crate::orders::Cashier;
+use crate::reconcile::Reconciler;
 use crate::state::AppState;
 
 /// The real bill-download gateway, used with a real pay gateway unless configured.
@@ -195,6 +196,7 @@ impl Application {
                 gateway,
                 notify_url,
                 rules: config.recharge.clone(),
+                first_query: config.reconcile.delay(0),
             },
             config,
             pool,
@@ -269,6 +271,21 @@ impl Application {
             ..
         } = self;
         let route = http::routes(state.clone(), schema, sandbox.clone());
+        let reconciler = state.config.reconcile.enabled.then(|| {
+            Reconciler::new(
+                state.pool.clone(),
+                state.cashier.gateway.clone(),
+                state.config.reconcile.clone(),
+            )
+            .start()
+        });
+        // The reconciler stops first, while the in-process sandbox still answers it.
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(reconciler) = reconciler {
+                reconciler.shutdown(Duration::from_secs(10)).await;
+            }
+        };
         let served = poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(route, shutdown, Some(Duration::from_secs(10)))
             .await;
@@ -296,53 +313,13 @@ fn gateway(
             format!("unknown sign type {:?}", sp.sign_type),
         )
     })?;
-    let client_config =
-        |gateway_url: Url, download_url: Url, credentials: Credentials| ClientConfig {
-            gateway_url,
-            download_url,
-            credentials,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: sp.request_timeout,
-        };
-    let client = |cfg: ClientConfig| {
-        Client::new(cfg).map_err(|e| StartError::Io(format!("SwiftPass client: {e}")))
-    };
-
     if let Some(url) = &sp.gateway_url {
-        let mch_id = sp.mch_id.clone().ok_or_else(|| {
-            setting(
-                "SWIFTPASS_MCH_ID",
-                "required with SWIFTPASS_GATEWAY_URL".into(),
-            )
-        })?;
-        let private_key = key_text("SWIFTPASS_PRIVATE_KEY", sp.private_key.as_ref())?;
-        let public_key = key_text(
-            "SWIFTPASS_PLATFORM_PUBLIC_KEY",
-            sp.platform_public_key.as_ref(),
-        )?;
-        let credentials = Credentials::new(
-            &mch_id,
-            sign_type,
-            sp.key.as_ref().map(Secret::expose),
-            private_key.as_deref(),
-            public_key.as_deref(),
-        )
-        .map_err(|e| setting("SWIFTPASS_KEY", e.to_string()))?;
-        let download = match &sp.download_url {
-            Some(u) => u.clone(),
-            None => {
-                Url::parse(SWIFTPASS_DOWNLOAD_URL).map_err(|e| StartError::Io(e.to_string()))?
-            }
-        };
+        let (client, mch_id) = remote(config, url)?;
         let kind = GatewayKind::Remote {
             url: url.clone(),
             mch_id,
         };
-        return Ok((
-            client(client_config(url.clone(), download, credentials))?,
-            None,
-            kind,
-        ));
+        return Ok((client, None, kind));
     }
 
     if sign_type != SignType::Md5 {
@@ -379,16 +356,89 @@ fn gateway(
     };
     let credentials = Credentials::new(&mch_id, SignType::Md5, Some(&key), None, None)
         .map_err(|e| StartError::Io(format!("sandbox credentials: {e}")))?;
-    let client = client(client_config(
+    let client = client(
+        config,
         local("pay/gateway")?,
         local("download/gateway")?,
         credentials,
-    ))?;
+    )?;
     Ok((
         client,
         Some(sandbox),
         GatewayKind::Sandbox { base, mch_id, key },
     ))
+}
+
+/// The SwiftPass client of a configured gateway (`SWIFTPASS_GATEWAY_URL`), for the
+/// commands that talk to it without serving (`topup reconcile`). The in-process sandbox
+/// lives inside `topup serve`: point `SWIFTPASS_GATEWAY_URL` at its `/sandbox/pay/gateway`
+/// to reach it.
+pub fn gateway_client(config: &Config) -> Result<Client, StartError> {
+    let url = config
+        .swiftpass
+        .gateway_url
+        .as_ref()
+        .ok_or_else(|| ConfigError {
+            name: "SWIFTPASS_GATEWAY_URL",
+            problem: "required here (a running `topup serve` in dev mode answers at \
+                  <its URL>/sandbox/pay/gateway, with the merchant number and key of its banner)"
+                .into(),
+        })?;
+    Ok(remote(config, url)?.0)
+}
+
+/// The client of a configured gateway, and its merchant number.
+fn remote(config: &Config, url: &Url) -> Result<(Client, String), StartError> {
+    let sp = &config.swiftpass;
+    let setting = |name: &'static str, problem: String| ConfigError { name, problem };
+    let sign_type: SignType = sp.sign_type.parse().map_err(|_| {
+        setting(
+            "SWIFTPASS_SIGN_TYPE",
+            format!("unknown sign type {:?}", sp.sign_type),
+        )
+    })?;
+    let mch_id = sp.mch_id.clone().ok_or_else(|| {
+        setting(
+            "SWIFTPASS_MCH_ID",
+            "required with SWIFTPASS_GATEWAY_URL".into(),
+        )
+    })?;
+    let private_key = key_text("SWIFTPASS_PRIVATE_KEY", sp.private_key.as_ref())?;
+    let public_key = key_text(
+        "SWIFTPASS_PLATFORM_PUBLIC_KEY",
+        sp.platform_public_key.as_ref(),
+    )?;
+    let credentials = Credentials::new(
+        &mch_id,
+        sign_type,
+        sp.key.as_ref().map(Secret::expose),
+        private_key.as_deref(),
+        public_key.as_deref(),
+    )
+    .map_err(|e| setting("SWIFTPASS_KEY", e.to_string()))?;
+    let download = match &sp.download_url {
+        Some(u) => u.clone(),
+        None => Url::parse(SWIFTPASS_DOWNLOAD_URL).map_err(|e| StartError::Io(e.to_string()))?,
+    };
+    let client = client(config, url.clone(), download, credentials)?;
+    Ok((client, mch_id))
+}
+
+/// A SwiftPass client with the configured timeouts.
+fn client(
+    config: &Config,
+    gateway_url: Url,
+    download_url: Url,
+    credentials: Credentials,
+) -> Result<Client, StartError> {
+    Client::new(ClientConfig {
+        gateway_url,
+        download_url,
+        credentials,
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: config.swiftpass.request_timeout,
+    })
+    .map_err(|e| StartError::Io(format!("SwiftPass client: {e}")))
 }
 
 /// A key setting holds the key itself (PEM or Base64 DER) or the path of a file holding it.

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::{FixedOffset, NaiveTime, Timelike};
 use url::Url;
 
 /// A value that must never be printed.
@@ -75,6 +76,115 @@ pub struct RechargeSettings {
     pub max_open_orders: i64,
 }
 
+/// When the daily bill job runs: a time of day at a UTC offset (China time by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BillTime {
+    pub at: NaiveTime,
+    pub offset: FixedOffset,
+}
+
+impl std::str::FromStr for BillTime {
+    type Err = String;
+
+    /// `HH:MM` (China time, GMT+8) or `HH:MM±HH:MM`.
+    fn from_str(text: &str) -> Result<BillTime, String> {
+        let bad = || format!("{text:?} is not HH:MM or HH:MM+HH:MM");
+        let (time, offset) = match text.find(['+', '-']) {
+            Some(i) => (&text[..i], Some(&text[i..])),
+            None => (text, None),
+        };
+        let at = NaiveTime::parse_from_str(time, "%H:%M").map_err(|_| bad())?;
+        let offset = match offset {
+            None => CHINA,
+            Some(o) => {
+                let sign = if o.starts_with('-') { -1 } else { 1 };
+                let hm = NaiveTime::parse_from_str(&o[1..], "%H:%M").map_err(|_| bad())?;
+                let seconds = i32::try_from(hm.num_seconds_from_midnight()).map_err(|_| bad())?;
+                FixedOffset::east_opt(sign * seconds).ok_or_else(bad)?
+            }
+        };
+        Ok(BillTime { at, offset })
+    }
+}
+
+/// China time (GMT+8): SwiftPass's clock and the default zone of the bill job.
+const CHINA: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
+    Some(offset) => offset,
+    // Evaluated at compile time: it cannot fail at run time.
+    None => panic!("GMT+8 is a valid offset"),
+};
+
+/// The consistency job: asking the gateway about unsettled orders and refunds, replaying
+/// failed notifies, and the daily bill.
+#[derive(Debug, Clone)]
+pub struct ReconcileSettings {
+    /// `TOPUP_RECONCILE`: whether `serve` runs the reconciler.
+    pub enabled: bool,
+    /// `TOPUP_RECONCILE_SCHEDULE`: the waits between two questions about the same order
+    /// (or refund); the last one repeats.
+    pub schedule: Vec<Duration>,
+    /// `TOPUP_RECONCILE_TIME_SCALE`: multiplies the schedule and the watch window.
+    pub time_scale: f64,
+    /// `TOPUP_RECONCILE_WATCH`: how long after its expiry a closed order is still asked
+    /// about (a payment can slip through a close).
+    pub watch: Duration,
+    /// `TOPUP_RECONCILE_BILL_TIME`: when the daily bill of the day before is reconciled;
+    /// `None` (`off`) leaves it to `topup reconcile bills`.
+    pub bill_time: Option<BillTime>,
+}
+
+impl ReconcileSettings {
+    /// The wait after the `attempt`-th question (0-based), scaled.
+    pub fn delay(&self, attempt: usize) -> Duration {
+        let step = self
+            .schedule
+            .get(attempt)
+            .or(self.schedule.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(1800));
+        self.scaled(step)
+    }
+
+    /// How long closed orders stay watched after expiry, scaled.
+    pub fn watch_window(&self) -> Duration {
+        self.scaled(self.watch)
+    }
+
+    fn scaled(&self, d: Duration) -> Duration {
+        Duration::try_from_secs_f64(d.as_secs_f64() * self.time_scale).unwrap_or(Duration::MAX)
+    }
+}
+
+/// Parses `15s`, `1m`, `2h`, `500ms`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit (ms, s, m, h)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number and a unit"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{text:?}: unit must be ms, s, m or h"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// Parses `true`/`false` (also `1`/`0`, `on`/`off`, `yes`/`no`).
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "on" | "yes" => Ok(true),
+        "false" | "0" | "off" | "no" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
+    }
+}
+
 /// All settings of a Topup process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -95,6 +205,7 @@ pub struct Config {
     /// `TOPUP_SANDBOX_TIME_SCALE`: multiplies the in-process sandbox's notify schedule.
     pub sandbox_time_scale: f64,
     pub recharge: RechargeSettings,
+    pub reconcile: ReconcileSettings,
 }
 
 impl Config {
@@ -132,6 +243,7 @@ impl Config {
                 problem: "must be at least 1".into(),
             });
         }
+        let reconcile = reconcile_settings(&get)?;
         Ok(Config {
             database_url: secret("DATABASE_URL"),
             db_pool_size: pool_size,
@@ -166,8 +278,63 @@ impl Config {
                 order_ttl: Duration::from_secs(parse_or(&get, "TOPUP_ORDER_TTL_SECS", 900u64)?),
                 max_open_orders: parse_or(&get, "TOPUP_MAX_OPEN_ORDERS", 5i64)?,
             },
+            reconcile,
         })
     }
+}
+
+fn reconcile_settings(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<ReconcileSettings, ConfigError> {
+    let with = |name: &'static str, problem: String| ConfigError { name, problem };
+    let enabled = get("TOPUP_RECONCILE")
+        .map(|v| parse_bool(&v))
+        .transpose()
+        .map_err(|p| with("TOPUP_RECONCILE", p))?
+        .unwrap_or(true);
+    let schedule = get("TOPUP_RECONCILE_SCHEDULE")
+        .unwrap_or_else(|| "15s,30s,1m,2m,5m,10m,30m".into())
+        .split(',')
+        .map(parse_duration)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|p| with("TOPUP_RECONCILE_SCHEDULE", p))?;
+    if schedule.iter().any(Duration::is_zero) {
+        return Err(with(
+            "TOPUP_RECONCILE_SCHEDULE",
+            "every wait must be longer than zero".into(),
+        ));
+    }
+    let time_scale: f64 = parse_or(get, "TOPUP_RECONCILE_TIME_SCALE", 1.0)?;
+    if !(time_scale > 0.0 && time_scale.is_finite()) {
+        return Err(with(
+            "TOPUP_RECONCILE_TIME_SCALE",
+            "must be a positive number".into(),
+        ));
+    }
+    let watch = get("TOPUP_RECONCILE_WATCH")
+        .map(|v| parse_duration(&v))
+        .transpose()
+        .map_err(|p| with("TOPUP_RECONCILE_WATCH", p))?
+        .unwrap_or(Duration::from_secs(24 * 3600));
+    let bill_time = match get("TOPUP_RECONCILE_BILL_TIME") {
+        Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
+        Some(v) => Some(
+            v.trim()
+                .parse::<BillTime>()
+                .map_err(|p| with("TOPUP_RECONCILE_BILL_TIME", p))?,
+        ),
+        None => Some(BillTime {
+            at: NaiveTime::from_hms_opt(10, 0, 0).unwrap_or_default(),
+            offset: CHINA,
+        }),
+    };
+    Ok(ReconcileSettings {
+        enabled,
+        schedule,
+        time_scale,
+        watch,
+        bill_time,
+    })
 }
 
 fn parse_or<T: std::str::FromStr>(
@@ -222,6 +389,60 @@ mod tests {
         assert_eq!(c.recharge.order_ttl, Duration::from_secs(900));
         assert_eq!(c.recharge.max_open_orders, 5);
         assert_eq!(c.swiftpass.sign_type, "MD5");
+        assert!(c.reconcile.enabled);
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        assert_eq!(
+            c.reconcile.schedule,
+            [
+                Duration::from_secs(15),
+                Duration::from_secs(30),
+                minutes(1),
+                minutes(2),
+                minutes(5),
+                minutes(10),
+                minutes(30)
+            ]
+        );
+        assert_eq!(c.reconcile.delay(0), Duration::from_secs(15));
+        assert_eq!(c.reconcile.delay(100), minutes(30), "the last wait repeats");
+        assert_eq!(c.reconcile.watch_window(), minutes(24 * 60));
+        let bill = c.reconcile.bill_time.expect("a daily bill job");
+        assert_eq!(bill.at, NaiveTime::from_hms_opt(10, 0, 0).expect("time"));
+        assert_eq!(bill.offset.local_minus_utc(), 8 * 3600, "China time");
+    }
+
+    #[test]
+    fn reconcile_settings_parse_and_scale() {
+        let c = config(&[
+            ("TOPUP_RECONCILE", "off"),
+            ("TOPUP_RECONCILE_SCHEDULE", "500ms, 2s,1h"),
+            ("TOPUP_RECONCILE_TIME_SCALE", "0.5"),
+            ("TOPUP_RECONCILE_WATCH", "2h"),
+            ("TOPUP_RECONCILE_BILL_TIME", "03:30-01:00"),
+        ])
+        .expect("config");
+        assert!(!c.reconcile.enabled);
+        assert_eq!(c.reconcile.delay(0), Duration::from_millis(250));
+        assert_eq!(c.reconcile.delay(1), Duration::from_secs(1));
+        assert_eq!(c.reconcile.delay(9), Duration::from_secs(1800));
+        assert_eq!(c.reconcile.watch_window(), Duration::from_secs(3600));
+        let bill = c.reconcile.bill_time.expect("bill time");
+        assert_eq!(bill.offset.local_minus_utc(), -3600);
+        let off = config(&[("TOPUP_RECONCILE_BILL_TIME", "off")]).expect("config");
+        assert!(off.reconcile.bill_time.is_none());
+        for (name, bad) in [
+            ("TOPUP_RECONCILE", "maybe"),
+            ("TOPUP_RECONCILE_SCHEDULE", "15"),
+            ("TOPUP_RECONCILE_SCHEDULE", "15s,0s"),
+            ("TOPUP_RECONCILE_SCHEDULE", "1d"),
+            ("TOPUP_RECONCILE_TIME_SCALE", "-1"),
+            ("TOPUP_RECONCILE_WATCH", "soon"),
+            ("TOPUP_RECONCILE_BILL_TIME", "25:00"),
+            ("TOPUP_RECONCILE_BILL_TIME", "10:00+8"),
+        ] {
+            let err = config(&[(name, bad)]).expect_err(bad);
+            assert_eq!(err.name, name, "{bad}");
+        }
     }
 
     #[test]

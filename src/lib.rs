@@ -11,7 +11,8 @@
 //! ```text
 //! app                      start-up wiring: imports everything, imported by nothing
 //!  └ http → graphql → state    transport: parse, authorize, call a capability
-//!     └ payments → orders → catalog, accounts, events → ledger → audit   capabilities
+//!     └ reconcile → payments → orders → catalog, accounts, events, gateway_calls → ledger → audit
+//!                                                          capabilities: own their SQL
 //!        └ domain, db, gateway, config, error                 values and infrastructure
 //! ```
 //!
@@ -20,9 +21,11 @@
 //! hand out piece by piece. The capabilities: `accounts` (users, sessions), `ledger` (the
 //! only writer of journal entries and postings), `events` (the order timeline, its outbox and
 //! the LISTEN hub), `orders` (orders and their state machine, creating orders paid by QR
-//! code), `catalog` (products, entitlements), `payments` (the one path to PAID: gateway
-//! payments and purchases from the balance; the notify inbox, reviews, settling with the
-//! gateway), `audit` (who did what). Underneath:
+//! code, the reconciler's watch list), `catalog` (products, entitlements), `payments` (the
+//! one path to PAID: gateway payments and purchases from the balance; the notify inbox,
+//! reviews, settling with the gateway, refunds), `gateway_calls` (the log of every gateway
+//! call about an order), `reconcile` (the consistency job and the daily bill), `audit` (who
+//! did what). Underneath:
 //! `domain` (money, order numbers and statuses, idempotency keys: built valid or not at all),
 //! `db`, `gateway` (the SwiftPass protocol and its sandbox), `config`, `error`.
 //!
@@ -57,9 +60,11 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod gateway;
+pub mod gateway_calls;
 pub mod graphql;
 pub mod http;
 pub mod ledger;
 pub mod orders;
 pub mod payments;
+pub mod reconcile;
 pub mod state;

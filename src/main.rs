@@ -1,4 +1,5 @@
-//! The `topup` command line: `serve` (the default), `migrate`, `schema`, `sandbox`, `admin`.
+//! The `topup` command line: `serve` (the default), `migrate`, `schema`, `sandbox`,
+//! `reconcile`, `admin`.
 #![expect(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -12,6 +13,8 @@ use topup::accounts::{self, Role};
 use topup::app::{Application, Database};
 use topup::config::Config;
 use topup::db;
+use topup::reconcile::Reconciler;
+use topup::reconcile::bills::{self, RunStatus};
 
 #[derive(Parser)]
 #[command(
@@ -35,10 +38,31 @@ enum Command {
     Schema,
     /// Run the SwiftPass sandbox on its own (a local simulator of the gateway).
     Sandbox(topup::gateway::sandbox::SandboxArgs),
+    /// Settle with the gateway what `serve` settles in the background (unknown orders,
+    /// refunds, failed notifies): until Ctrl-C, or one pass with --once. Needs
+    /// SWIFTPASS_GATEWAY_URL and the merchant's credentials.
+    Reconcile {
+        /// One pass over everything due now, then exit (for cron).
+        #[arg(long)]
+        once: bool,
+        #[command(subcommand)]
+        command: Option<ReconcileCommand>,
+    },
     /// Administration tasks.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReconcileCommand {
+    /// Compare the merchant bill of a day (GMT+8) with the orders and the ledger, once per
+    /// date; print the differences. Exits non-zero when the bill cannot be had.
+    Bills {
+        /// The bill's day, YYYY-MM-DD.
+        #[arg(long)]
+        date: chrono::NaiveDate,
     },
 }
 
@@ -98,6 +122,7 @@ async fn run(command: Command) -> Result<(), String> {
             })
             .await
         }
+        Command::Reconcile { once, command } => reconcile(once, command).await,
         Command::Admin {
             command:
                 AdminCommand::CreateUser {
@@ -134,6 +159,95 @@ async fn serve() -> Result<(), String> {
     app.run_until(shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+async fn reconcile(once: bool, command: Option<ReconcileCommand>) -> Result<(), String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let gateway = topup::app::gateway_client(&config).map_err(|e| e.to_string())?;
+    with_database(&config, async |url| {
+        db::migrate(url).await.map_err(|e| e.to_string())?;
+        let pool =
+            db::pool(url, 4, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        match command {
+            Some(ReconcileCommand::Bills { date }) => bills(&pool, &gateway, date).await,
+            None => {
+                let reconciler = Reconciler::new(pool, gateway, config.reconcile.clone());
+                if once {
+                    let pass = reconciler
+                        .run_once()
+                        .await
+                        .map_err(|e| format!("{} ({})", e.message(), e.code()))?;
+                    println!(
+                        "asked about {} order(s) and {} refund(s), replayed {} notify(s)",
+                        pass.orders, pass.refunds, pass.replays
+                    );
+                } else {
+                    let worker = reconciler.start();
+                    shutdown_signal().await;
+                    worker.shutdown(std::time::Duration::from_secs(30)).await;
+                }
+                Ok(())
+            }
+        }
+    })
+    .await
+}
+
+async fn bills(
+    pool: &db::Pool,
+    gateway: &topup::gateway::swiftpass::Client,
+    date: chrono::NaiveDate,
+) -> Result<(), String> {
+    let fail = |e: topup::error::AppError| format!("{} ({})", e.message(), e.code());
+    let run = bills::run(pool, gateway, date).await.map_err(fail)?;
+    let amount = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    println!(
+        "bill of {}: {} (attempt {})\n  bill: {} lines, paid {} fen, refunded {} fen\n  ours: {} lines, paid {} fen, refunded {} fen",
+        run.bill_date,
+        run.status,
+        run.attempts,
+        amount(run.bill_count),
+        amount(run.bill_total),
+        amount(run.bill_refund_total),
+        amount(run.our_count),
+        amount(run.our_total),
+        amount(run.our_refund_total),
+    );
+    if run.status == RunStatus::Failed {
+        return Err(format!(
+            "the bill of {date} could not be reconciled: {}",
+            run.error.unwrap_or_default()
+        ));
+    }
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let mut after = None;
+    let mut count = 0;
+    loop {
+        let page = bills::differences(&mut conn, run.id, 100, after)
+            .await
+            .map_err(fail)?;
+        for d in &page.items {
+            count += 1;
+            println!(
+                "  {} {}{}: {} (bill {}, ours {})",
+                d.kind,
+                d.order_no.as_deref().unwrap_or("-"),
+                d.refund_no
+                    .as_deref()
+                    .map(|r| format!(" refund {r}"))
+                    .unwrap_or_default(),
+                d.detail,
+                amount(d.bill_amount),
+                amount(d.our_amount),
+            );
+        }
+        match (page.has_next, page.items.last()) {
+            (true, Some(last)) => after = Some(last.id),
+            _ => break,
+        }
+    }
+    println!("{count} difference(s)");
+    Ok(())
 }
 
 /// Resolves the database like `serve` does, runs `work` against it, then stops a private

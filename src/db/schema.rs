@@ -161,6 +161,11 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
+        idempotency_key -> Nullable<Text>,
+        fingerprint -> Nullable<Text>,
+        failure_reason -> Nullable<Text>,
+        next_query_at -> Nullable<Timestamptz>,
+        query_attempts -> Int4,
     }
 }
 
@@ -221,6 +226,8 @@ diesel::table! {
         detail -> Nullable<Text>,
         order_no -> Nullable<Text>,
         processed_at -> Nullable<Timestamptz>,
+        replay_at -> Nullable<Timestamptz>,
+        replays -> Int4,
     }
 }
 
@@ -239,6 +246,7 @@ diesel::table! {
         resolved_at -> Nullable<Timestamptz>,
         resolved_by -> Nullable<Int8>,
         resolution -> Nullable<Text>,
+        resolution_note -> Nullable<Text>,
     }
 }
 
@@ -249,6 +257,52 @@ diesel::table! {
         action -> Text,
         subject -> Nullable<Text>,
         input -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gateway_calls (id) {
+        id -> Int8,
+        service -> Text,
+        order_id -> Nullable<Int8>,
+        refund_id -> Nullable<Int8>,
+        due_at -> Nullable<Timestamptz>,
+        outcome -> Text,
+        detail -> Nullable<Text>,
+        started_at -> Timestamptz,
+        duration_ms -> Int4,
+    }
+}
+
+diesel::table! {
+    reconciliation_runs (id) {
+        id -> Int8,
+        bill_date -> Date,
+        status -> Text,
+        attempts -> Int4,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        error -> Nullable<Text>,
+        bill_count -> Nullable<Int8>,
+        bill_total -> Nullable<Int8>,
+        bill_refund_total -> Nullable<Int8>,
+        our_count -> Nullable<Int8>,
+        our_total -> Nullable<Int8>,
+        our_refund_total -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    reconciliation_differences (id) {
+        id -> Int8,
+        run_id -> Int8,
+        kind -> Text,
+        order_no -> Nullable<Text>,
+        refund_no -> Nullable<Text>,
+        bill_amount -> Nullable<Int8>,
+        our_amount -> Nullable<Int8>,
+        detail -> Text,
         created_at -> Timestamptz,
     }
 }
@@ -267,6 +321,9 @@ diesel::joinable!(order_events -> orders (order_id));
 diesel::joinable!(postings -> journal_entries (entry_id));
 diesel::joinable!(postings -> ledger_accounts (account_id));
 diesel::joinable!(journal_entries -> orders (order_id));
+diesel::joinable!(gateway_calls -> orders (order_id));
+diesel::joinable!(gateway_calls -> refunds (refund_id));
+diesel::joinable!(reconciliation_differences -> reconciliation_runs (run_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     agents,
@@ -287,5 +344,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     postings,
     notify_inbox,
     payment_reviews,
-    audit_log
+    audit_log,
+    gateway_calls,
+    reconciliation_runs,
+    reconciliation_differences
 );

@@ -50,6 +50,7 @@ crate::text_enum! {
 
 crate::text_enum! {
     /// Why money that arrived waits for a person.
+    #[derive(async_graphql::Enum)]
     pub enum ReviewReason {
         /// The amount paid differs from the order's (not credited).
         AmountMismatch = "AMOUNT_MISMATCH",
@@ -61,6 +62,23 @@ crate::text_enum! {
         PaidAfterFailure = "PAID_AFTER_FAILURE",
         /// A second payment, with another transaction id, for a paid order (not credited).
         DuplicatePayment = "DUPLICATE_PAYMENT",
+        /// Paid through another channel than the order's (not credited: the money is not in
+        /// the clearing account the order would book it to).
+        ChannelMismatch = "CHANNEL_MISMATCH",
+    }
+}
+
+impl Channel {
+    /// The channel a gateway `trade_type` (or `service`) belongs to: `pay.weixin.*` is
+    /// WeChat, `pay.alipay.*` Alipay; anything else is no channel of ours.
+    pub fn of_trade_type(trade_type: &str) -> Option<Channel> {
+        if trade_type.starts_with("pay.weixin.") {
+            Some(Channel::Wechat)
+        } else if trade_type.starts_with("pay.alipay.") {
+            Some(Channel::Alipay)
+        } else {
+            None
+        }
     }
 }
 
@@ -158,6 +176,20 @@ mod tests {
         assert!(!Paid.can_become(Paid));
         assert!(!Paid.can_become(Closed));
         assert!(!Closed.can_become(Failed));
+    }
+
+    #[test]
+    fn channels_of_trade_types() {
+        assert_eq!(
+            Channel::of_trade_type("pay.weixin.native"),
+            Some(Channel::Wechat)
+        );
+        assert_eq!(
+            Channel::of_trade_type("pay.alipay.native"),
+            Some(Channel::Alipay)
+        );
+        assert_eq!(Channel::of_trade_type("pay.unionpay.native"), None);
+        assert_eq!(Channel::of_trade_type("weixin"), None);
     }
 
     #[test]

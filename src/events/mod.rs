@@ -44,6 +44,12 @@ crate::text_enum! {
         Closed = "CLOSED",
         /// The gateway refused to create the payment.
         Failed = "FAILED",
+        /// A refund was requested; its money left the wallet.
+        RefundRequested = "REFUND_REQUESTED",
+        /// A refund reached the payer.
+        RefundSucceeded = "REFUND_SUCCEEDED",
+        /// A refund failed; its money went back to the wallet.
+        RefundFailed = "REFUND_FAILED",
     }
 }
 

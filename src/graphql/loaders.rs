@@ -1,4 +1,4 @@
-//! Batched lookups for fields of lists (an order's timeline, product and customer, a
+//! Batched lookups for fields of lists (an order's timeline, refunds, product and customer, a
 //! posting's order, a user's balance and entitlements): one query per batch instead of one
 //! per item, so a page of N items costs the same number of statements whatever N is.
 //! Loaders batch only and do not cache, so one instance serves every request and long-lived
@@ -17,6 +17,7 @@ use crate::error::AppError;
 use crate::events::{self, EventRow};
 use crate::ledger;
 use crate::orders::{self, Order};
+use crate::payments::refund::{self, Refund};
 
 /// The loader behind every key type below.
 pub struct TopupLoader {
@@ -148,6 +149,28 @@ impl Loader<EntitlementsOf> for TopupLoader {
             out.entry(EntitlementsOf(row.user_id))
                 .or_default()
                 .push(row);
+        }
+        Ok(out)
+    }
+}
+
+/// Key: an order id; value: its refunds, oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RefundsOfOrder(pub i64);
+
+impl Loader<RefundsOfOrder> for TopupLoader {
+    type Value = Vec<Refund>;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[RefundsOfOrder],
+    ) -> Result<HashMap<RefundsOfOrder, Self::Value>, Self::Error> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let mut out: HashMap<RefundsOfOrder, Vec<Refund>> = HashMap::new();
+        for r in refund::for_orders(&mut conn, &ids).await? {
+            out.entry(RefundsOfOrder(r.order_id)).or_default().push(r);
         }
         Ok(out)
     }

@@ -2,6 +2,7 @@
 //! error codes, and the SDL that `schema.graphql` holds.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod connection;
@@ -34,6 +35,7 @@ pub struct Query(
     ledger::LedgerQuery,
     catalog::CatalogQuery,
     users::UsersQuery,
+    admin::AdminQuery,
 );
 
 /// All mutations.
@@ -43,6 +45,7 @@ pub struct Mutation(
     orders::OrdersMutation,
     catalog::CatalogMutation,
     users::UsersMutation,
+    admin::AdminMutation,
 );
 
 /// All subscriptions.

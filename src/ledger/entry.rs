@@ -21,6 +21,9 @@ pub enum SystemAccount {
     CommissionPayable,
     /// Manual corrections.
     Adjustments,
+    /// Refunds requested and not finished: taken out of the wallet, not yet paid back by
+    /// the gateway.
+    RefundsPending,
 }
 
 impl SystemAccount {
@@ -29,6 +32,7 @@ impl SystemAccount {
             SystemAccount::Revenue => "revenue",
             SystemAccount::CommissionPayable => "commission_payable",
             SystemAccount::Adjustments => "adjustments",
+            SystemAccount::RefundsPending => "refunds_pending",
         }
     }
 }

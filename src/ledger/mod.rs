@@ -12,12 +12,14 @@
 //! [`EntrySql`] for an entry that is part of a bigger statement (the payment apply).
 
 pub mod adjust;
+mod check;
 mod entry;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+pub use check::{EntryLegs, Leg, entries_by_cause};
 pub use entry::{Account, AccountSql, Entry, EntrySql, LegSql, SystemAccount, post};
 
 use crate::db::Page;
@@ -38,6 +40,8 @@ crate::text_enum! {
         CommissionPayable = "COMMISSION_PAYABLE",
         /// Manual corrections.
         Adjustments = "ADJUSTMENTS",
+        /// Refunds on their way back to the payer.
+        RefundsPending = "REFUNDS_PENDING",
     }
 }
 

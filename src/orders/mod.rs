@@ -6,8 +6,11 @@
 //! transaction. Only `payments` moves an order to PAID, through [`mark_paid_cte`] (or, for a
 //! purchase from the balance, creates it PAID through [`insert_wallet_purchase`]).
 
+pub mod daybook;
 pub mod idempotency;
 pub mod recharge;
+pub mod refunded;
+pub mod watch;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -30,6 +33,8 @@ pub struct Cashier {
     pub gateway: Client,
     pub notify_url: String,
     pub rules: RechargeSettings,
+    /// When the reconciler first asks the gateway about a new order.
+    pub first_query: std::time::Duration,
 }
 
 /// An order as stored.
@@ -252,16 +257,17 @@ pub async fn list(
 
 /// Ends a pending order unpaid: FAILED (the gateway refused it; `detail` is the reason) or
 /// CLOSED (expired or cancelled; `detail` says why). Returns the order as changed, or `None`
-/// when it was no longer pending.
+/// when it was no longer pending. A CLOSED order stays on the reconciler's watch list
+/// (`next_query_at` is kept): a payment can still slip through a close.
 pub async fn end_unpaid(
     conn: &mut AsyncPgConnection,
     order_id: i64,
     to: OrderStatus,
     detail: &str,
 ) -> AppResult<Option<Order>> {
-    let (kind, failure_reason, closed_at) = match to {
-        OrderStatus::Failed => (EventKind::Failed, Some(detail), None),
-        OrderStatus::Closed => (EventKind::Closed, None, Some(Utc::now())),
+    let (kind, failure_reason, closed_at, next_query_at) = match to {
+        OrderStatus::Failed => (EventKind::Failed, Some(detail), None, "NULL"),
+        OrderStatus::Closed => (EventKind::Closed, None, Some(Utc::now()), "next_query_at"),
         other => {
             return Err(AppError::internal(format!(
                 "end_unpaid cannot make an order {other}"
@@ -275,7 +281,9 @@ pub async fn end_unpaid(
             orders::status.eq(to),
             orders::failure_reason.eq(failure_reason),
             orders::closed_at.eq(closed_at),
-            orders::next_query_at.eq(None::<DateTime<Utc>>),
+            orders::next_query_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >(next_query_at)),
             orders::updated_at.eq(diesel::dsl::now),
         ))
         .returning(Order::as_returning())
@@ -290,8 +298,9 @@ pub async fn end_unpaid(
 
 /// The CTE `<name>` (without `WITH`) that moves an order of `kind` paid by QR code (a
 /// recharge or a checkout) to PAID: a compare-and-set from any status the state machine
-/// allows, for the right amount only. It reads the columns `order_no`, `amount`,
-/// `transaction_id`, `out_transaction_id` and `paid_at` (null: now) of `input`, and returns
+/// allows, for the right amount and channel only. It reads the columns `order_no`,
+/// `amount`, `transaction_id`, `out_transaction_id`, `paid_at` (null: now) and `channel`
+/// (null: the gateway did not say; otherwise it must be the order's) of `input`, and returns
 /// the paid order's `id`, `order_no`, `user_id`, `amount`, `channel`, `review_reason` (set
 /// when the payment came after a close or a refusal), and a purchase's `product_id`,
 /// `quantity` and `period_days`; no row when nothing changed. Only `payments` may use it.
@@ -316,6 +325,7 @@ pub fn mark_paid_cte(name: &str, input: &str, kind: OrderKind) -> String {
            FROM {input} \
           WHERE o.order_no = {input}.order_no AND o.kind = '{kind}' AND o.channel IS NOT NULL \
             AND o.amount = {input}.amount AND o.status IN ({sources}) \
+            AND ({input}.channel IS NULL OR o.channel = {input}.channel) \
       RETURNING o.id, o.order_no, o.user_id, o.amount, o.channel, o.review_reason, \
                 o.product_id, o.quantity, o.period_days)",
         after_close = ReviewReason::PaidAfterClose,

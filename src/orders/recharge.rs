@@ -4,7 +4,8 @@
 //!
 //! The order is committed before the gateway is called, so a crash or timeout in between
 //! leaves a PENDING order, settled by asking the gateway again (a retry with the same
-//! idempotency key, `closeOrder`, the reconciler). Per customer, creation is serialized on
+//! idempotency key, `closeOrder`, the reconciler, which first asks after
+//! [`Cashier::first_query`]). Per customer, creation is serialized on
 //! the customer's own row (nothing shared with other customers), which makes the idempotency
 //! key, the reuse of a still-payable order and the open-order cap race-free.
 
@@ -22,6 +23,7 @@ use crate::error::{AppError, AppResult};
 use crate::events::{self, EventKind};
 use crate::gateway::swiftpass::GatewayError;
 use crate::gateway::swiftpass::types::{NativeRequest, NativeService};
+use crate::gateway_calls::{self, CallAbout};
 
 /// A still-payable order is handed out again only if at least this much of its validity is
 /// left, so the customer has time to pay it.
@@ -274,6 +276,8 @@ async fn start(conn: &mut AsyncPgConnection, cashier: &Cashier, ask: &Ask<'_>) -
 
     let ttl = chrono::Duration::from_std(rules.order_ttl)
         .map_err(|e| AppError::internal(format!("order TTL: {e}")))?;
+    let first_query = chrono::Duration::from_std(cashier.first_query)
+        .map_err(|e| AppError::internal(format!("first query: {e}")))?;
     // Whole seconds: the gateway's times have no fractions, and a retried request must
     // carry exactly the same time_start and time_expire.
     let created_at = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
@@ -296,7 +300,7 @@ async fn start(conn: &mut AsyncPgConnection, cashier: &Cashier, ask: &Ask<'_>) -
             orders::sales_user_id.eq(attribution.sales_user_id),
             orders::created_at.eq(created_at),
             orders::expires_at.eq(created_at + ttl),
-            orders::next_query_at.eq(created_at + chrono::Duration::seconds(5)),
+            orders::next_query_at.eq(created_at + first_query),
         ))
         .returning(Order::as_returning())
         .get_result(conn)
@@ -387,7 +391,13 @@ async fn request_code(pool: &Pool, cashier: &Cashier, order: Order) -> AppResult
         time_start: order.created_at,
         time_expire: expires_at,
     };
-    let answer = cashier.gateway.native(&native).await;
+    let answer = gateway_calls::logged(
+        pool,
+        native.service.as_str(),
+        CallAbout::order(order.id),
+        cashier.gateway.native(&native),
+    )
+    .await;
     let mut conn = pool.get().await?;
     match answer {
         Ok(answer) => {
@@ -413,7 +423,14 @@ async fn request_code(pool: &Pool, cashier: &Cashier, order: Order) -> AppResult
                     // the code cannot be paid. (A payment that still gets through is
                     // credited as a late payment.)
                     drop(conn);
-                    if let Err(e) = cashier.gateway.close(order.order_no.as_str()).await {
+                    let closed = gateway_calls::logged(
+                        pool,
+                        "unified.trade.close",
+                        CallAbout::order(order.id),
+                        cashier.gateway.close(order.order_no.as_str()),
+                    )
+                    .await;
+                    if let Err(e) = closed {
                         tracing::warn!(order_no = %order.order_no, error = %e, "closing a code issued for a closed order");
                     }
                     Err(AppError::Conflict(format!(

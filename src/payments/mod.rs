@@ -4,7 +4,8 @@
 //! wallet); a paid checkout goes to revenue (clearing → revenue, never through the wallet)
 //! and grants the product. Buying from the balance ([`purchase`]) is the other way an order
 //! becomes PAID: its payment is a ledger entry, so it is born PAID. Payments owns the notify
-//! inbox and the payment reviews.
+//! inbox, the payment reviews ([`review`]) and refunds ([`refund`]), the money flow back
+//! through the gateway.
 //!
 //! The hot path is ONE statement (so one round trip and one implicit transaction), put
 //! together from the fragments of the modules that own the tables: the order's
@@ -18,7 +19,8 @@
 
 pub mod notify;
 pub mod purchase;
-mod review;
+pub mod refund;
+pub mod review;
 pub mod settle;
 
 use std::sync::LazyLock;
@@ -29,7 +31,7 @@ use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::catalog::{self, GrantSql};
-use crate::domain::{Money, OrderKind, OrderNo, OrderStatus, ReviewReason};
+use crate::domain::{Channel, Money, OrderKind, OrderNo, OrderStatus, ReviewReason};
 use crate::error::{AppError, AppResult};
 use crate::events::{self, EventKind, EventSql};
 use crate::ledger::{AccountSql, EntryKind, EntrySql, LegSql, SystemAccount};
@@ -74,7 +76,24 @@ pub struct PaymentResult {
     pub out_transaction_id: Option<String>,
     /// When it was paid (`time_end`).
     pub paid_at: Option<DateTime<Utc>>,
+    /// How it was paid (`trade_type`, e.g. `pay.weixin.native`), if the gateway said.
+    pub trade_type: Option<String>,
     pub source: PaymentSource,
+}
+
+impl PaymentResult {
+    /// What the apply compares with the order's channel: the channel of the trade type,
+    /// or, for a trade type of no channel of ours, the trade type itself (it matches no
+    /// order, so the payment is refused rather than booked to a clearing account the money
+    /// did not reach). `None` when the gateway did not say.
+    fn reported_channel(&self) -> Option<String> {
+        self.trade_type
+            .as_deref()
+            .map(|t| match Channel::of_trade_type(t) {
+                Some(channel) => channel.as_str().to_owned(),
+                None => t.to_owned(),
+            })
+    }
 }
 
 /// Why a payment was not applied (it waits for review instead).
@@ -86,6 +105,8 @@ pub enum Refusal {
     UnknownOrder,
     /// A second payment, with another transaction id, for a paid order.
     DuplicatePayment,
+    /// Paid through another channel than the order's.
+    ChannelMismatch,
 }
 
 impl Refusal {
@@ -95,6 +116,7 @@ impl Refusal {
             Refusal::AmountMismatch => ReviewReason::AmountMismatch,
             Refusal::UnknownOrder => ReviewReason::UnknownOrder,
             Refusal::DuplicatePayment => ReviewReason::DuplicatePayment,
+            Refusal::ChannelMismatch => ReviewReason::ChannelMismatch,
         }
     }
 }
@@ -124,7 +146,8 @@ struct Applied {
 }
 
 /// The apply statement of an order of `kind`. Binds: `$1` order number, `$2` amount, `$3`
-/// transaction id, `$4` channel transaction id, `$5` paid at, `$6` inbox id, `$7` source.
+/// transaction id, `$4` channel transaction id, `$5` paid at, `$6` inbox id, `$7` source,
+/// `$8` the channel the gateway reported.
 ///
 /// One statement per kind rather than one for both: a statement that could book either
 /// carries the other kind's CTEs, and PostgreSQL plans every CTE of every execution (measured:
@@ -200,7 +223,8 @@ fn apply_sql(kind: OrderKind) -> String {
     [
         "WITH input AS (SELECT $1::text AS order_no, $2::bigint AS amount, \
          $3::text AS transaction_id, $4::text AS out_transaction_id, \
-         $5::timestamptz AS paid_at, $6::bigint AS inbox_id, $7::text AS source)"
+         $5::timestamptz AS paid_at, $6::bigint AS inbox_id, $7::text AS source, \
+         $8::text AS channel)"
             .to_owned(),
         orders::mark_paid_cte("paid", "input", kind),
         booking,
@@ -295,6 +319,7 @@ async fn try_apply(
         .bind::<Nullable<Timestamptz>, _>(p.paid_at)
         .bind::<Nullable<BigInt>, _>(p.source.inbox_id())
         .bind::<Text, _>(p.source.as_str())
+        .bind::<Nullable<Text>, _>(p.reported_channel())
         .get_result::<Applied>(conn)
         .await;
     match applied {
@@ -329,6 +354,16 @@ async fn diagnose(conn: &mut AsyncPgConnection, p: &PaymentResult) -> AppResult<
             p.amount.as_fen()
         );
         return refuse(conn, p, Refusal::AmountMismatch, Some((order.id, detail))).await;
+    }
+    if let Some(reported) = p.reported_channel()
+        && order.channel.map(Channel::as_str) != Some(reported.as_str())
+    {
+        let detail = format!(
+            "order channel {}, paid with {}",
+            order.channel.map(Channel::as_str).unwrap_or("?"),
+            p.trade_type.as_deref().unwrap_or("?")
+        );
+        return refuse(conn, p, Refusal::ChannelMismatch, Some((order.id, detail))).await;
     }
     if OrderStatus::Paid.sources().contains(&order.status) {
         return Ok(Diagnosis::Applicable(order.kind));

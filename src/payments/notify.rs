@@ -1,12 +1,14 @@
 //! The gateway's payment notify: kept raw in the inbox before anything else, then judged,
 //! then applied. The answer is the plain text `success` only once the outcome is durable
 //! (applied, or recorded as needing no retry); anything the gateway should send again gets
-//! `failure`.
+//! `failure`. A notify whose apply failed (verdict ERROR) is also judged again from its
+//! stored body by the reconciler ([`claim_errors`], [`replay`]), through the same code.
 
 use std::sync::LazyLock;
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Int4, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::{ApplyOutcome, PaymentResult, PaymentSource, Refusal, apply_payment};
@@ -17,6 +19,8 @@ use crate::gateway::swiftpass::{Client, NotifyError, NotifyOutcome};
 
 crate::text_enum! {
     /// What became of a notify (the inbox row's `verdict`).
+    #[derive(async_graphql::Enum)]
+    #[graphql(name = "NotifyVerdict")]
     pub enum Verdict {
         /// Stored, not judged yet.
         Received = "RECEIVED",
@@ -46,6 +50,8 @@ crate::text_enum! {
         UnknownOrder = "UNKNOWN_ORDER",
         /// Refused: a second payment for a paid order.
         DuplicatePayment = "DUPLICATE_PAYMENT",
+        /// Refused: paid through another channel than the order's.
+        ChannelMismatch = "CHANNEL_MISMATCH",
     }
 }
 
@@ -55,6 +61,7 @@ impl From<Refusal> for Verdict {
             Refusal::AmountMismatch => Verdict::AmountMismatch,
             Refusal::UnknownOrder => Verdict::UnknownOrder,
             Refusal::DuplicatePayment => Verdict::DuplicatePayment,
+            Refusal::ChannelMismatch => Verdict::ChannelMismatch,
         }
     }
 }
@@ -118,7 +125,17 @@ pub async fn receive(conn: &mut AsyncPgConnection, gateway: &Client, inbound: In
         Ok(id) => id,
         Err(_) => return Answer::Failure,
     };
-    let judgement = judge(conn, gateway, inbox_id, &inbound).await;
+    judge_and_record(conn, gateway, inbox_id, &inbound).await
+}
+
+/// Judges a stored notify and writes its verdict.
+async fn judge_and_record(
+    conn: &mut AsyncPgConnection,
+    gateway: &Client,
+    inbox_id: i64,
+    inbound: &Inbound,
+) -> Answer {
+    let judgement = judge(conn, gateway, inbox_id, inbound).await;
     if let Some((verdict, detail)) = &judgement.verdict
         && let Err(e) = set_verdict(
             conn,
@@ -132,6 +149,143 @@ pub async fn receive(conn: &mut AsyncPgConnection, gateway: &Client, inbound: In
         tracing::error!(inbox_id, error = ?e, "recording a notify verdict");
     }
     judgement.answer
+}
+
+/// A notify whose apply failed (verdict ERROR), claimed for one more judgement.
+#[derive(Debug, Clone, Copy)]
+pub struct Replay {
+    pub inbox_id: i64,
+    /// Replays before this one.
+    pub replays: i32,
+    /// The end of the claim: the token of [`reschedule_replay`].
+    pub lease: DateTime<Utc>,
+}
+
+/// Claims up to `limit` notifies with verdict ERROR whose replay is due, for `lease`.
+/// Like the reconciler's orders, in one statement and skipping rows another instance holds.
+pub async fn claim_errors(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+    lease: std::time::Duration,
+) -> AppResult<Vec<Replay>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Int4)]
+        replays: i32,
+        #[diesel(sql_type = Timestamptz)]
+        lease: DateTime<Utc>,
+    }
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    let rows: Vec<Row> = diesel::sql_query(
+        "WITH due AS (
+             SELECT id FROM notify_inbox
+              WHERE verdict = 'ERROR' AND (replay_at IS NULL OR replay_at <= now())
+              ORDER BY id LIMIT $1
+                FOR UPDATE SKIP LOCKED)
+         UPDATE notify_inbox n
+            SET replay_at = now() + $2::float8 * interval '1 millisecond', replays = n.replays + 1
+           FROM due WHERE n.id = due.id
+         RETURNING n.id, n.replays - 1 AS replays, n.replay_at AS lease",
+    )
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(lease_ms)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Replay {
+            inbox_id: r.id,
+            replays: r.replays,
+            lease: r.lease,
+        })
+        .collect())
+}
+
+/// Judges a stored notify again, from its raw body, through the same code as when it
+/// arrived (verify, check, apply, verdict). Returns what the gateway would have been told.
+pub async fn replay(
+    conn: &mut AsyncPgConnection,
+    gateway: &Client,
+    inbox_id: i64,
+) -> AppResult<Answer> {
+    let (body, truncated, headers, remote_addr) = notify_inbox::table
+        .find(inbox_id)
+        .select((
+            notify_inbox::body,
+            notify_inbox::body_truncated,
+            notify_inbox::headers,
+            notify_inbox::remote_addr,
+        ))
+        .first::<(Vec<u8>, bool, serde_json::Value, Option<String>)>(conn)
+        .await?;
+    let inbound = Inbound {
+        body,
+        truncated,
+        headers,
+        remote_addr,
+    };
+    Ok(judge_and_record(conn, gateway, inbox_id, &inbound).await)
+}
+
+/// After a replay that failed again: when to try the next one (unless the row was judged
+/// otherwise meanwhile). Returns whether it was set.
+pub async fn reschedule_replay(
+    conn: &mut AsyncPgConnection,
+    inbox_id: i64,
+    lease: DateTime<Utc>,
+    next: DateTime<Utc>,
+) -> AppResult<bool> {
+    let changed = diesel::update(notify_inbox::table)
+        .filter(notify_inbox::id.eq(inbox_id))
+        .filter(notify_inbox::verdict.eq(Verdict::Error))
+        .filter(notify_inbox::replay_at.eq(lease))
+        .set(notify_inbox::replay_at.eq(next))
+        .execute(conn)
+        .await?;
+    Ok(changed == 1)
+}
+
+/// Notifies waiting for a replay: how many are due and since when (the oldest due time).
+pub async fn replay_backlog(
+    conn: &mut AsyncPgConnection,
+) -> AppResult<(i64, Option<DateTime<Utc>>)> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        due: i64,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        oldest: Option<DateTime<Utc>>,
+    }
+    let row: Row = diesel::sql_query(
+        "SELECT count(*) AS due, min(coalesce(replay_at, processed_at, received_at)) AS oldest            FROM notify_inbox           WHERE verdict = 'ERROR' AND (replay_at IS NULL OR replay_at <= now())",
+    )
+    .get_result(conn)
+    .await?;
+    Ok((row.due, row.oldest))
+}
+
+/// The notifies about an order, oldest first: when each arrived and its verdict.
+pub async fn for_order(conn: &mut AsyncPgConnection, order_no: &str) -> AppResult<Vec<InboxEntry>> {
+    Ok(notify_inbox::table
+        .filter(notify_inbox::order_no.eq(order_no))
+        .order(notify_inbox::id)
+        .select(InboxEntry::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// A stored notify, without its body.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = notify_inbox)]
+pub struct InboxEntry {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub verdict: Verdict,
+    pub detail: Option<String>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub replays: i32,
 }
 
 async fn judge(
@@ -186,6 +340,7 @@ async fn judge(
         transaction_id: paid.transaction_id,
         out_transaction_id: paid.out_transaction_id,
         paid_at: paid.time_end,
+        trade_type: paid.trade_type,
         source: PaymentSource::Notify { inbox_id },
     };
     let judgement = match apply_payment(conn, &payment).await {

@@ -1134,6 +1134,7 @@ async fn a_checkout_whose_number_does_not_name_its_kind_is_still_applied_once() 
         transaction_id: Some("T-X0001".into()),
         out_transaction_id: None,
         paid_at: None,
+        trade_type: None,
         source: PaymentSource::Query,
     };
     let mut pooled = app.state.pool.get().await.expect("connection");

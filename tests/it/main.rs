@@ -9,12 +9,15 @@
 )]
 
 mod accounts;
+mod bills;
 mod catalog;
 mod gateway;
 mod instances;
 mod layering;
 mod ledger;
 mod recharge;
+mod reconcile;
+mod refunds;
 mod schema;
 mod support;
 mod ws;

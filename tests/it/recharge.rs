@@ -131,7 +131,9 @@ async fn the_notify_route_and_a_direct_apply_racing_credit_once() {
     let s = app.register("race@example.com").await;
     let order_no = app.recharge(&s, 1234, "ALIPAY").await;
     let (mch_id, key) = app.merchant();
-    let body = signed_xml(notify_params(&mch_id, &order_no, 1234), &key);
+    let mut params = notify_params(&mch_id, &order_no, 1234);
+    params.insert("trade_type".into(), "pay.alipay.native".into());
+    let body = signed_xml(params, &key);
 
     let notifies = (0..20).map(|_| {
         let app = app.clone();
@@ -146,6 +148,7 @@ async fn the_notify_route_and_a_direct_apply_racing_credit_once() {
             transaction_id: Some(format!("{mch_id}202611250000000001")),
             out_transaction_id: None,
             paid_at: None,
+            trade_type: Some("pay.alipay.native".into()),
             source: PaymentSource::Query,
         };
         tokio::spawn(async move {
@@ -160,6 +163,7 @@ async fn the_notify_route_and_a_direct_apply_racing_credit_once() {
     assert_eq!(app.balance(&s).await, 1234);
     let user_id: i64 = s.user_id.parse().expect("id");
     assert_eq!(wallet_sum(&app.db, user_id).await, 1234);
+    assert!(review_reasons(&app).await.is_empty(), "nothing to review");
     assert_ledger_invariants(&app.db).await;
 }
 
@@ -256,7 +260,8 @@ async fn a_payment_after_close_is_credited_and_flagged() {
 
 #[tokio::test]
 async fn closing_a_paid_order_applies_the_payment_instead() {
-    let app = TestApp::spawn().await;
+    // The reconciler would find the payment too; here the close must.
+    let app = TestApp::spawn_with(|c| c.reconcile.enabled = false).await;
     let s = app.register("closepaid@example.com").await;
     let order_no = app.recharge(&s, 300, "ALIPAY").await;
     // Paid at the gateway, but its notify never arrives.

@@ -121,6 +121,12 @@ async fn db_schema_matches_migrations() {
         declared(notify_inbox::table, "notify_inbox"),
         declared(payment_reviews::table, "payment_reviews"),
         declared(audit_log::table, "audit_log"),
+        declared(gateway_calls::table, "gateway_calls"),
+        declared(reconciliation_runs::table, "reconciliation_runs"),
+        declared(
+            reconciliation_differences::table,
+            "reconciliation_differences",
+        ),
     ];
 
     #[derive(QueryableByName)]

@@ -2,10 +2,13 @@
 //! the day they were paid, refund lines on the day the refund succeeded.
 //!
 //! Fees are simulated at 0.3 % (rounded half up to the fen, like the real sample); a refund
-//! line's received and settled amounts are the negative refund.
+//! line's received and settled amounts are the negative refund. A bill fault (`/control`)
+//! makes an order's lines read otherwise than what happened, or leaves them out; the
+//! summary is computed from the lines as written, like the gateway's own.
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use super::control::BillFault;
 use super::state::{Order, Refund, State};
 use crate::gateway::swiftpass::bill::{SUMMARY_COLUMNS, TRADE_COLUMNS};
 use crate::gateway::swiftpass::types::{
@@ -17,6 +20,7 @@ struct Line<'a> {
     at: DateTime<Utc>,
     order: &'a Order,
     refund: Option<&'a Refund>,
+    fault: BillFault,
 }
 
 /// The platform fee on an amount: 0.3 %, rounded half up.
@@ -39,6 +43,10 @@ pub(crate) fn render(
 ) -> String {
     let mut lines: Vec<Line<'_>> = Vec::new();
     for order in state.orders.values() {
+        let fault = state.faults.bill_for(&order.out_trade_no);
+        if fault.omit {
+            continue;
+        }
         if let Some(payment) = &order.payment
             && kind != BillType::Refund
             && beijing_date(payment.time_end) == date
@@ -47,6 +55,7 @@ pub(crate) fn render(
                 at: payment.time_end,
                 order,
                 refund: None,
+                fault: fault.clone(),
             });
         }
         if kind != BillType::Success {
@@ -58,6 +67,7 @@ pub(crate) fn render(
                         at: refund.succeeds_at,
                         order,
                         refund: Some(refund),
+                        fault: fault.clone(),
                     });
                 }
             }
@@ -72,15 +82,27 @@ pub(crate) fn render(
     for line in &lines {
         let order = line.order;
         let payment = order.payment.as_ref();
+        let total_fee = line.fault.total_fee.unwrap_or(order.total_fee);
+        let trade_type = line
+            .fault
+            .trade_type
+            .clone()
+            .unwrap_or_else(|| order.service.as_str().to_owned());
         let (state, refund, fee, receipt) = match line.refund {
             None => {
-                let fee = poundage(order.total_fee);
-                total += order.total_fee;
-                (TradeState::Success, None, fee, order.total_fee)
+                let fee = poundage(total_fee);
+                total += total_fee;
+                (TradeState::Success, None, fee, total_fee)
             }
             Some(refund) => {
-                refunded += refund.refund_fee;
-                (TradeState::Refund, Some(refund), 0, -refund.refund_fee)
+                let refund_fee = line.fault.refund_fee.unwrap_or(refund.refund_fee);
+                refunded += refund_fee;
+                (
+                    TradeState::Refund,
+                    Some((refund, refund_fee)),
+                    0,
+                    -refund_fee,
+                )
             }
         };
         fees += fee;
@@ -105,17 +127,17 @@ pub(crate) fn render(
                 .unwrap_or_default(),
             order.out_trade_no.clone(),
             payment.map(|p| p.payer.clone()).unwrap_or_default(),
-            order.service.as_str().into(),
+            clean(&trade_type),
             state.bill_label().into(),
             payment.map(|p| p.bank_type.to_owned()).unwrap_or_default(),
             "CNY".into(),
-            format_yuan(order.total_fee),
+            format_yuan(total_fee),
             "0.00".into(),
-            refund.map(|r| r.refund_id.clone()).unwrap_or_default(),
-            refund.map(|r| r.out_refund_no.clone()).unwrap_or_default(),
+            refund.map(|(r, _)| r.refund_id.clone()).unwrap_or_default(),
             refund
-                .map(|r| format_yuan(r.refund_fee))
+                .map(|(r, _)| r.out_refund_no.clone())
                 .unwrap_or_default(),
+            refund.map(|(_, fee)| format_yuan(fee)).unwrap_or_default(),
             refund.map(|_| "0.00".to_owned()).unwrap_or_default(),
             refund.map(|_| "ORIGINAL".to_owned()).unwrap_or_default(),
             refund.map(|_| "退款成功".to_owned()).unwrap_or_default(),

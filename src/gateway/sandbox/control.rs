@@ -3,7 +3,7 @@
 //!
 //! See the [module documentation](super) for the JSON shape and the meaning of each fault.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +37,46 @@ pub struct ControlRequest {
     pub err_code: Option<String>,
     /// With `mode: reject`: the `err_msg` to answer (default `系统错误`).
     pub err_msg: Option<String>,
+    /// With `mode: alter`: answer fields to replace (a string) or leave out (`null`); the
+    /// answer is still signed correctly.
+    pub fields: Option<BTreeMap<String, Option<String>>>,
     /// The fault fires this many times, then clears itself; absent = until changed.
     pub times: Option<u32>,
+    /// Replace the refund fault of the scope (`{}` clears it).
+    pub refund: Option<RefundFault>,
+    /// Replace how the order's lines read in bills (needs `out_trade_no`; `{}` clears it).
+    pub bill: Option<BillFault>,
+}
+
+/// How refunds end.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundFault {
+    /// What refunds accepted from now on turn into after PROCESSING: `SUCCESS` (the
+    /// default), `FAIL`, `CLOSE` or `CHANGE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_status: Option<String>,
+}
+
+/// The refund statuses a refund can end in.
+pub const REFUND_FINAL_STATUSES: [&str; 4] = ["SUCCESS", "FAIL", "CLOSE", "CHANGE"];
+
+/// How an order's lines read in bills: the gateway's books disagreeing with what it said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillFault {
+    /// Leave the order's lines out.
+    #[serde(default)]
+    pub omit: bool,
+    /// The payment line's amount (总金额), in fen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_fee: Option<i64>,
+    /// The lines' trade type (交易类型).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade_type: Option<String>,
+    /// The refund lines' amount (退款金额), in fen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_fee: Option<i64>,
 }
 
 /// How notifies misbehave.
@@ -75,6 +113,8 @@ pub enum ServiceMode {
     Error5xx,
     /// Answer a signed business error (`result_code=1`) without doing anything.
     Reject,
+    /// Do the work and answer it signed, with `fields` replaced or left out.
+    Alter,
 }
 
 /// What a faulty call does instead of behaving.
@@ -83,7 +123,13 @@ pub enum ServiceMode {
 pub(crate) enum FaultAction {
     Timeout,
     Error5xx,
-    Reject { err_code: String, err_msg: String },
+    Reject {
+        err_code: String,
+        err_msg: String,
+    },
+    Alter {
+        fields: BTreeMap<String, Option<String>>,
+    },
 }
 
 /// One stored service fault.
@@ -105,6 +151,12 @@ pub(crate) struct Faults {
     pub notify: Option<NotifyFault>,
     pub notify_by_order: HashMap<String, NotifyFault>,
     pub services: Vec<ServiceFault>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund: Option<RefundFault>,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub refund_by_order: HashMap<String, RefundFault>,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub bill_by_order: HashMap<String, BillFault>,
 }
 
 impl Faults {
@@ -127,6 +179,26 @@ impl Faults {
                 (None, false) => self.notify = Some(fault),
             }
         }
+        if let Some(fault) = request.refund {
+            let clear = fault == RefundFault::default();
+            match (&request.out_trade_no, clear) {
+                (Some(order), true) => {
+                    self.refund_by_order.remove(order);
+                }
+                (Some(order), false) => {
+                    self.refund_by_order.insert(order.clone(), fault);
+                }
+                (None, true) => self.refund = None,
+                (None, false) => self.refund = Some(fault),
+            }
+        }
+        if let (Some(fault), Some(order)) = (request.bill, &request.out_trade_no) {
+            if fault == BillFault::default() {
+                self.bill_by_order.remove(order);
+            } else {
+                self.bill_by_order.insert(order.clone(), fault);
+            }
+        }
         if let Some(mode) = request.mode {
             let (order, service) = (request.out_trade_no, request.service);
             self.services
@@ -138,6 +210,9 @@ impl Faults {
                 ServiceMode::Reject => FaultAction::Reject {
                     err_code: request.err_code.unwrap_or_else(|| "SYSTEMERROR".into()),
                     err_msg: request.err_msg.unwrap_or_else(|| "系统错误".into()),
+                },
+                ServiceMode::Alter => FaultAction::Alter {
+                    fields: request.fields.unwrap_or_default(),
                 },
             };
             self.services.push(ServiceFault {
@@ -155,6 +230,22 @@ impl Faults {
         self.notify_by_order
             .get(out_trade_no)
             .or(self.notify.as_ref())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// How refunds of an order end: its own fault, else the global one, else SUCCESS.
+    pub fn refund_final_status(&self, out_trade_no: &str) -> Option<String> {
+        self.refund_by_order
+            .get(out_trade_no)
+            .or(self.refund.as_ref())
+            .and_then(|f| f.final_status.clone())
+    }
+
+    /// How an order's lines read in bills.
+    pub fn bill_for(&self, out_trade_no: &str) -> BillFault {
+        self.bill_by_order
+            .get(out_trade_no)
             .cloned()
             .unwrap_or_default()
     }
@@ -202,9 +293,37 @@ fn validate(request: &ControlRequest) -> Result<(), String> {
     let service_fields = request.service.is_some()
         || request.err_code.is_some()
         || request.err_msg.is_some()
+        || request.fields.is_some()
         || request.times.is_some();
-    if !request.reset && request.notify.is_none() && request.mode.is_none() {
-        return Err("nothing to do: give reset, notify or mode".into());
+    if !request.reset
+        && request.notify.is_none()
+        && request.mode.is_none()
+        && request.refund.is_none()
+        && request.bill.is_none()
+    {
+        return Err("nothing to do: give reset, notify, refund, bill or mode".into());
+    }
+    if (request.mode == Some(ServiceMode::Alter)) != request.fields.is_some() {
+        return Err("fields go with mode \"alter\", and mode \"alter\" needs fields".into());
+    }
+    if request.bill.is_some() && request.out_trade_no.is_none() {
+        return Err("bill needs out_trade_no".into());
+    }
+    if let Some(status) = request
+        .refund
+        .as_ref()
+        .and_then(|r| r.final_status.as_ref())
+        && !REFUND_FINAL_STATUSES.contains(&status.as_str())
+    {
+        return Err(format!(
+            "refund.final_status must be one of {}",
+            REFUND_FINAL_STATUSES.join(", ")
+        ));
+    }
+    if let Some(bill) = &request.bill
+        && (bill.total_fee.is_some_and(|f| f < 0) || bill.refund_fee.is_some_and(|f| f < 0))
+    {
+        return Err("bill amounts must not be negative".into());
     }
     if request.mode.is_none() && service_fields {
         return Err("service, err_code, err_msg and times need a mode".into());

@@ -17,7 +17,8 @@ use super::state::{
 use crate::gateway::swiftpass::Params;
 use crate::gateway::swiftpass::sign::{SignError, SignType, Verifier};
 use crate::gateway::swiftpass::types::{
-    BillType, NativeService, format_time, nonce_str, parse_date, parse_fen, parse_time,
+    BillType, NativeService, RefundStatus, format_time, nonce_str, parse_date, parse_fen,
+    parse_time,
 };
 use crate::gateway::swiftpass::xml::{self, MAX_BODY};
 
@@ -89,10 +90,17 @@ pub(crate) async fn handle(sb: Sandbox, mut req: Request, door: Door) -> Respons
     tracing::debug!(service, "sandbox: request");
 
     let order = sb.order_of(&params);
-    let fault = sb
-        .state()
-        .faults
-        .take_service_fault(order.as_deref(), &service);
+    let (fault, counted) = {
+        let mut state = sb.state();
+        let known = order.as_deref().and_then(|no| state.orders.get_mut(no));
+        let counted = known.is_some();
+        if let Some(known) = known {
+            *known.calls.entry(service.clone()).or_default() += 1;
+        }
+        let fault = state.faults.take_service_fault(order.as_deref(), &service);
+        (fault, counted)
+    };
+    let mut alter = None;
     match &fault {
         Some(FaultAction::Error5xx) => {
             return Response::builder()
@@ -102,10 +110,18 @@ pub(crate) async fn handle(sb: Sandbox, mut req: Request, door: Door) -> Respons
         Some(FaultAction::Reject { err_code, err_msg }) => {
             return sb.reply(sign_type, Err(Biz::new(err_code, err_msg)));
         }
+        Some(FaultAction::Alter { fields }) => alter = Some(fields),
         Some(FaultAction::Timeout) | None => {}
     }
 
-    let response = sb.serve(door, &service, &params, sign_type);
+    let response = sb.serve(door, &service, &params, sign_type, alter);
+    // The call that created the order is counted once the order exists.
+    if !counted
+        && let Some(no) = order.as_deref()
+        && let Some(created) = sb.state().orders.get_mut(no)
+    {
+        *created.calls.entry(service.clone()).or_default() += 1;
+    }
     if fault == Some(FaultAction::Timeout) {
         // The work is done; only the answer is late, so the caller cannot know the outcome.
         tokio::select! {
@@ -201,8 +217,15 @@ impl Sandbox {
             .cloned()
     }
 
-    /// Runs a service and answers it.
-    fn serve(&self, door: Door, service: &str, p: &Params, sign_type: SignType) -> Response {
+    /// Runs a service and answers it, with the answer's fields altered by an `alter` fault.
+    fn serve(
+        &self,
+        door: Door,
+        service: &str,
+        p: &Params,
+        sign_type: SignType,
+        alter: Option<&std::collections::BTreeMap<String, Option<String>>>,
+    ) -> Response {
         let outcome = match (door, service, NativeService::from_service(service)) {
             (Door::Download, "pay.bill.merchant", _) => match self.bill(p) {
                 Ok(text) => {
@@ -223,6 +246,15 @@ impl Sandbox {
                 format!("商户未开通[{service}]支付类型"),
             )),
         };
+        let outcome = outcome.map(|mut fields| {
+            for (name, value) in alter.into_iter().flatten() {
+                match value {
+                    Some(value) => fields.insert(name.clone(), value.clone()),
+                    None => fields.remove(name),
+                };
+            }
+            fields
+        });
         self.reply(sign_type, outcome)
     }
 
@@ -352,6 +384,7 @@ impl Sandbox {
             payment: None,
             refunds: Vec::new(),
             notify: NotifyLog::default(),
+            calls: std::collections::BTreeMap::new(),
         };
         let fields = code_fields(&order);
         state.by_uuid.insert(uuid, out_trade_no.to_owned());
@@ -449,6 +482,7 @@ impl Sandbox {
             };
         }
 
+        let final_status = state.faults.refund_final_status(&out_trade_no);
         let mut refund_id = platform_id(&self.inner.cfg.mch_id, now);
         while state.by_refund_id.contains_key(&refund_id) {
             refund_id = platform_id(&self.inner.cfg.mch_id, now);
@@ -463,7 +497,7 @@ impl Sandbox {
         if total_fee != order.total_fee {
             return Err(Biz::param("total_fee:订单金额不一致"));
         }
-        if order.refunded() + refund_fee > order.total_fee {
+        if order.refunded(now) + refund_fee > order.total_fee {
             return Err(Biz::new("REFUND_FEE_INVALID", "退款金额大于支付金额"));
         }
         let delay = chrono::TimeDelta::from_std(self.scaled(REFUND_DELAY))
@@ -477,6 +511,9 @@ impl Sandbox {
             succeeds_at: now
                 .checked_add_signed(delay)
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            final_status: final_status
+                .as_deref()
+                .map_or(RefundStatus::Success, RefundStatus::from_wire),
         };
         let fields = refund_fields(order, &refund);
         order.refunds.push(refund);
@@ -544,7 +581,7 @@ impl Sandbox {
             fields.insert(format!("refund_fee_{n}"), r.refund_fee.to_string());
             fields.insert(format!("coupon_refund_fee_{n}"), "0".into());
             fields.insert(format!("refund_status_{n}"), status.as_wire().to_owned());
-            if status == crate::gateway::swiftpass::types::RefundStatus::Success {
+            if status == RefundStatus::Success {
                 fields.insert(format!("refund_time_{n}"), format_time(r.succeeds_at));
             }
         }

@@ -36,7 +36,7 @@
 //! | `GET /qr/{uuid}` | the page a `code_url` points to: the order (amount in yuan, goods, state) and a Pay button |
 //! | `GET /pay/qrcode?uuid={code_url}` | the `code_img_url`: an SVG QR code of `code_url` |
 //! | `POST /orders/{out_trade_no}/pay` | the customer scanned and paid. Optional JSON body `{"force": true}` pays even a closed or expired order (the channel took the money while the merchant closed). Answers the order as JSON; `404` unknown order, `409` already paid / closed / expired |
-//! | `GET /orders/{out_trade_no}` | the sandbox's view of an order as JSON, with notify attempts and answers |
+//! | `GET /orders/{out_trade_no}` | the sandbox's view of an order as JSON, with notify attempts and answers, and the requests made about it by service (`calls`) |
 //! | `POST /control`, `GET /control` | fault injection (below); both answer the faults in force |
 //!
 //! # Behaviour
@@ -59,7 +59,8 @@
 //!   `success`; each attempt has a 5 s timeout.
 //! * Refunds never exceed the payment (`REFUND_FEE_INVALID`); an `out_refund_no` is
 //!   processed once (a repeat gets the same answer); a refund is `PROCESSING` for 20 s
-//!   (× `time_scale`), then `SUCCESS`.
+//!   (× `time_scale`), then `SUCCESS` (or what a refund fault says). A refund that failed
+//!   gives its amount back to what can be refunded.
 //!
 //! # Fault injection: `POST /control`
 //!
@@ -80,13 +81,22 @@
 //! {"mode": "reject", "err_code": "SYSTEMERROR", "err_msg": "系统繁忙"}  // every service refuses
 //! {"service": "pay.weixin.native", "mode": "timeout", "times": 1}     // only the next call
 //! {"service": "unified.trade.query", "mode": "normal"}     // clear that fault
+//! {"out_trade_no": "R1", "service": "unified.trade.query", "mode": "alter",
+//!  "fields": {"total_fee": null, "trade_type": "pay.alipay.native"}}  // signed, but altered
+//! {"out_trade_no": "R1", "refund": {"final_status": "FAIL"}}  // R1's next refunds end FAIL
+//! {"out_trade_no": "R1", "bill": {"total_fee": 1601}}     // R1's bill line says 16.01
+//! {"out_trade_no": "R1", "bill": {"omit": true}}          // R1 missing from bills
 //! ```
 //!
 //! Fields: `reset` (bool), `out_trade_no` (string), `notify` (`drop`, `copies`, `delay_ms`,
 //! `wrong_amount`, `bad_signature`), `service` (one of [`control::SERVICES`]; absent = all),
-//! `mode` (`normal` | `timeout` | `error5xx` | `reject`), `err_code` / `err_msg` (with
-//! `reject`; default `SYSTEMERROR` / `系统错误`), `times` (fire N times, then clear). A notify
-//! fault is read when the order is paid.
+//! `mode` (`normal` | `timeout` | `error5xx` | `reject` | `alter`), `err_code` / `err_msg`
+//! (with `reject`; default `SYSTEMERROR` / `系统错误`), `fields` (with `alter`: a string
+//! replaces an answer field, `null` leaves it out), `times` (fire N times, then clear),
+//! `refund` (`final_status`: `SUCCESS` | `FAIL` | `CLOSE` | `CHANGE`), `bill` (with
+//! `out_trade_no`: `omit`, `total_fee`, `trade_type`, `refund_fee`; `{}` clears). A notify
+//! fault is read when the order is paid, a refund fault when the refund is requested, a
+//! bill fault when a bill is downloaded.
 
 mod bill;
 pub mod control;

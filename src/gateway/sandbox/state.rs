@@ -2,7 +2,7 @@
 //! lookup indexes, and the id formats the real gateway uses. A test double, not a store of
 //! money: everything is lost when the process ends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -67,6 +67,8 @@ pub(crate) struct Order {
     pub payment: Option<Payment>,
     pub refunds: Vec<Refund>,
     pub notify: NotifyLog,
+    /// Requests about this order, by service (what a test counts).
+    pub calls: BTreeMap<String, u32>,
 }
 
 /// How an order was paid.
@@ -88,18 +90,27 @@ pub(crate) struct Refund {
     pub out_refund_id: String,
     pub refund_fee: i64,
     pub requested_at: DateTime<Utc>,
-    /// When PROCESSING turns into SUCCESS (scaled delay after the request).
+    /// When PROCESSING turns into `final_status` (scaled delay after the request).
     pub succeeds_at: DateTime<Utc>,
+    /// What it ends as: SUCCESS unless a refund fault said otherwise.
+    pub final_status: RefundStatus,
 }
 
 impl Refund {
     /// The status at `now`.
     pub fn status(&self, now: DateTime<Utc>) -> RefundStatus {
         if now >= self.succeeds_at {
-            RefundStatus::Success
+            self.final_status.clone()
         } else {
             RefundStatus::Processing
         }
+    }
+
+    /// Whether it takes money from the payment (processing, done, or stuck in CHANGE);
+    /// a failed or closed refund gives its amount back to what can be refunded.
+    pub fn counts(&self, now: DateTime<Utc>) -> bool {
+        !matches!(self.status(now), RefundStatus::Fail)
+            && self.status(now) != RefundStatus::Other("CLOSE".into())
     }
 }
 
@@ -152,14 +163,18 @@ impl Order {
         match self.status {
             OrderStatus::NotPay => TradeState::NotPay,
             OrderStatus::Closed => TradeState::Closed,
-            OrderStatus::Paid if self.refunds.is_empty() => TradeState::Success,
+            OrderStatus::Paid if self.refunded(Utc::now()) == 0 => TradeState::Success,
             OrderStatus::Paid => TradeState::Refund,
         }
     }
 
-    /// Fen refunded or being refunded.
-    pub fn refunded(&self) -> i64 {
-        self.refunds.iter().map(|r| r.refund_fee).sum()
+    /// Fen refunded or being refunded at `now`.
+    pub fn refunded(&self, now: DateTime<Utc>) -> i64 {
+        self.refunds
+            .iter()
+            .filter(|r| r.counts(now))
+            .map(|r| r.refund_fee)
+            .sum()
     }
 
     /// The JSON view served at `GET /orders/{out_trade_no}`.
@@ -200,6 +215,7 @@ impl Order {
             "code_img_url": self.code_img_url,
             "refunds": refunds,
             "notify": self.notify,
+            "calls": self.calls,
         })
     }
 }

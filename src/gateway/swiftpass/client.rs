@@ -119,6 +119,11 @@ impl Client {
         &self.inner.cfg.credentials.mch_id
     }
 
+    /// The limit of one request, answer included.
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.cfg.request_timeout
+    }
+
     /// Creates a native (QR code) payment: `pay.weixin.native` or `pay.alipay.native`.
     pub async fn native(&self, req: &NativeRequest) -> Result<NativeResponse, GatewayError> {
         let answer = self.call(req.service.as_str(), req.to_params()).await?;
@@ -404,6 +409,12 @@ impl GatewayError {
     /// `ORDERNOTEXIST`): it can never be paid.
     pub fn says_order_missing(&self) -> bool {
         self.refusal_matches(&["order not exist", "ordernotexist"])
+    }
+
+    /// A refusal because the gateway has no such refund (`REFUNDNOTEXIST`, `Refund not
+    /// exists`): the refund request never reached it.
+    pub fn says_refund_missing(&self) -> bool {
+        self.refusal_matches(&["refundnotexist", "refund not exist"])
     }
 
     fn refusal_matches(&self, needles: &[&str]) -> bool {

@@ -1,5 +1,5 @@
 //! `orderStatus`: the order's current state, then every change, until a final payment state
-//! or the subscriber's token expires.
+//! (or, following refunds, a final state) or the subscriber's token expires.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use super::types::OrderStatusUpdate;
 use crate::accounts::tokens::LEEWAY_SECS;
 use crate::domain::{OrderNo, OrderStatus};
 use crate::error::AppError;
-use crate::events::HubMessage;
+use crate::events::{EventKind, HubMessage};
 use crate::graphql::auth::viewer;
 use crate::graphql::state_arc;
 use crate::orders::{self, Order};
@@ -26,11 +26,18 @@ pub struct OrdersSubscription;
 #[Subscription]
 impl OrdersSubscription {
     /// The order's current state first, then every change, ending after a final payment
-    /// state (PAID, CLOSED or FAILED). Only the owner (or an admin) may follow an order.
+    /// state (PAID, CLOSED or FAILED). With `followRefunds`, a paid order is followed on:
+    /// every refund step (requested, succeeded, failed) yields the order again, ending at
+    /// REFUNDED (or CLOSED, FAILED). Only the owner (or an admin) may follow an order.
     async fn order_status(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The order number.")] order_no: String,
+        #[graphql(
+            desc = "Keep following a paid order through its refunds (default false).",
+            default = false
+        )]
+        follow_refunds: bool,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<OrderStatusUpdate>> + use<>>
     {
         let v = viewer(ctx)?;
@@ -41,7 +48,7 @@ impl OrdersSubscription {
             let mut conn = app.pool.get().await.map_err(AppError::from)?;
             orders::visible_order(&mut conn, &order_no, &v).await?
         };
-        Ok(status_stream(app, rx, order, v.expires_at))
+        Ok(status_stream(app, rx, order, v.expires_at, follow_refunds))
     }
 }
 
@@ -54,6 +61,7 @@ struct Follow {
     order_no: OrderNo,
     first: Option<Order>,
     last: Option<OrderStatus>,
+    follow_refunds: bool,
     done: bool,
 }
 
@@ -62,6 +70,7 @@ fn status_stream(
     rx: broadcast::Receiver<HubMessage>,
     order: Order,
     token_expires_at: i64,
+    follow_refunds: bool,
 ) -> impl Stream<Item = async_graphql::Result<OrderStatusUpdate>> {
     let left = token_expires_at + LEEWAY_SECS - Utc::now().timestamp();
     let follow = Follow {
@@ -73,6 +82,7 @@ fn status_stream(
         order_no: order.order_no.clone(),
         first: Some(order),
         last: None,
+        follow_refunds,
         done: false,
     };
     futures_util::stream::unfold(follow, |mut f| async move {
@@ -88,10 +98,14 @@ fn status_stream(
                 let expired = AppError::Unauthenticated("access token expired");
                 return Some((Err(expired.into()), f));
             };
+            // A refund step is news even when the status stays (a refund requested).
+            let mut step = false;
             let reread = match received {
-                Ok(HubMessage::Event(e)) => {
-                    e.event.order_id == f.order_id && Some(e.event.status) != f.last
+                Ok(HubMessage::Event(e)) if e.event.order_id == f.order_id => {
+                    step = f.follow_refunds && is_refund_step(e.event.kind);
+                    step || Some(e.event.status) != f.last
                 }
+                Ok(HubMessage::Event(_)) => false,
                 Ok(HubMessage::Resync) | Err(RecvError::Lagged(_)) => true,
                 Err(RecvError::Closed) => return None,
             };
@@ -103,7 +117,7 @@ fn status_stream(
                 Err(e) => Err(e.into()),
             };
             match current {
-                Ok(Some(order)) if Some(order.status) != f.last => {
+                Ok(Some(order)) if step || Some(order.status) != f.last => {
                     return Some((Ok(f.emit(order)), f));
                 }
                 Ok(_) => continue,
@@ -119,7 +133,21 @@ fn status_stream(
 impl Follow {
     fn emit(&mut self, order: Order) -> OrderStatusUpdate {
         self.last = Some(order.status);
-        self.done = order.status.is_final_for_payment();
+        self.done = if self.follow_refunds {
+            matches!(
+                order.status,
+                OrderStatus::Refunded | OrderStatus::Closed | OrderStatus::Failed
+            )
+        } else {
+            order.status.is_final_for_payment()
+        };
         order.into()
     }
+}
+
+fn is_refund_step(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::RefundRequested | EventKind::RefundSucceeded | EventKind::RefundFailed
+    )
 }

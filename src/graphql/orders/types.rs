@@ -1,15 +1,20 @@
-//! The GraphQL shapes of orders: the order, its events, a payable recharge, a status update.
+//! The GraphQL shapes of orders: the order, its events, refunds and history, a payable
+//! recharge, a status update.
 
-use async_graphql::{Context, Object, SimpleObject};
+use async_graphql::{Context, Object, SimpleObject, Union};
 use chrono::{DateTime, Utc};
 
+use crate::accounts::Role;
 use crate::domain::{Channel, Money, OrderKind, OrderStatus};
-use crate::events::EventRow;
+use crate::events::{self, EventRow};
+use crate::gateway_calls::{self, CallOutcome, GatewayCall};
 use crate::graphql::accounts::UserNode;
-use crate::graphql::auth::viewer;
+use crate::graphql::admin::RefundNode;
+use crate::graphql::auth::{RoleGuard, viewer};
 use crate::graphql::catalog::ProductNode;
-use crate::graphql::loaders::{OrderEventsLoader, ProductById, UserById};
+use crate::graphql::loaders::{OrderEventsLoader, ProductById, RefundsOfOrder, UserById};
 use crate::orders::Order;
+use crate::payments::notify::{self, InboxEntry, Verdict};
 
 /// A recharge or a purchase.
 pub struct OrderNode(pub Order);
@@ -131,6 +136,112 @@ impl OrderNode {
             .unwrap_or_default();
         Ok(events.into_iter().map(OrderEventNode).collect())
     }
+
+    /// Its refunds, oldest first.
+    async fn refunds(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RefundNode>> {
+        let refunds = crate::graphql::loader(ctx)?
+            .load_one(RefundsOfOrder(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(refunds.into_iter().map(RefundNode).collect())
+    }
+
+    /// Everything that happened to the order, oldest first: its events, every call made to
+    /// the gateway about it (with the outcome) and every notify received for it (with its
+    /// verdict). For support staff: admins only.
+    #[graphql(guard = "RoleGuard(&[Role::Admin])")]
+    async fn history(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<HistoryItem>> {
+        let mut conn = crate::graphql::conn(ctx).await?;
+        let mut items: Vec<(DateTime<Utc>, HistoryItem)> = Vec::new();
+        for e in events::timelines(&mut conn, &[self.0.id]).await? {
+            items.push((e.created_at, HistoryItem::Event(OrderEventNode(e))));
+        }
+        for c in gateway_calls::for_order(&mut conn, self.0.id).await? {
+            items.push((c.started_at, HistoryItem::GatewayCall(GatewayCallNode(c))));
+        }
+        for n in notify::for_order(&mut conn, self.0.order_no.as_str()).await? {
+            items.push((n.received_at, HistoryItem::Notify(NotifyNode(n))));
+        }
+        // Stable: items of one instant keep their source's order.
+        items.sort_by_key(|(at, _)| *at);
+        Ok(items.into_iter().map(|(_, item)| item).collect())
+    }
+}
+
+/// One entry of an order's history.
+#[derive(Union)]
+#[graphql(name = "OrderHistoryItem")]
+pub enum HistoryItem {
+    /// A change of the order (its timeline).
+    Event(OrderEventNode),
+    /// A call made to the gateway about it.
+    GatewayCall(GatewayCallNode),
+    /// A notify received for it.
+    Notify(NotifyNode),
+}
+
+/// A call made to the gateway about an order.
+pub struct GatewayCallNode(pub GatewayCall);
+
+/// A call made to the gateway about an order.
+#[Object(name = "GatewayCall")]
+impl GatewayCallNode {
+    /// The service called, e.g. `unified.trade.query`.
+    async fn service(&self) -> &str {
+        &self.0.service
+    }
+
+    /// How it ended.
+    async fn outcome(&self) -> CallOutcome {
+        self.0.outcome
+    }
+
+    /// What the answer said (a trade state, a refusal, why there was none).
+    async fn detail(&self) -> Option<&str> {
+        self.0.detail.as_deref()
+    }
+
+    /// When it was made.
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.started_at
+    }
+
+    /// How long it took, in milliseconds.
+    async fn duration_ms(&self) -> i32 {
+        self.0.duration_ms
+    }
+
+    /// The scheduled time a reconciler call was made for.
+    async fn due_at(&self) -> Option<DateTime<Utc>> {
+        self.0.due_at
+    }
+}
+
+/// A notify received from the gateway.
+pub struct NotifyNode(pub InboxEntry);
+
+/// A notify received from the gateway.
+#[Object(name = "NotifyReceipt")]
+impl NotifyNode {
+    /// When it arrived.
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.received_at
+    }
+
+    /// What became of it.
+    async fn verdict(&self) -> Verdict {
+        self.0.verdict
+    }
+
+    /// Details of the verdict.
+    async fn detail(&self) -> Option<&str> {
+        self.0.detail.as_deref()
+    }
+
+    /// How many times it was judged again after its apply failed.
+    async fn replays(&self) -> i32 {
+        self.0.replays
+    }
 }
 
 /// One change in an order's life.
@@ -139,7 +250,8 @@ pub struct OrderEventNode(pub EventRow);
 /// One change in an order's life.
 #[Object(name = "OrderEvent")]
 impl OrderEventNode {
-    /// What happened: CREATED, PAID, FAILED, CLOSED, ...
+    /// What happened: CREATED, PAID, FAILED, CLOSED, REFUND_REQUESTED, REFUND_SUCCEEDED,
+    /// REFUND_FAILED.
     async fn kind(&self) -> &str {
         self.0.kind.as_str()
     }

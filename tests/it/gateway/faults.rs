@@ -493,3 +493,96 @@ async fn the_pay_button_posts_a_form_and_returns_to_the_page() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn alter_refund_and_bill_faults_and_the_call_count() {
+    let sb = start_sandbox(0.001).await;
+    let client = client(&sb, SignType::Md5);
+    for no in ["A1", "A2"] {
+        client
+            .native(&native_request(NativeService::Weixin, no, 500))
+            .await
+            .unwrap();
+        assert_eq!(pay(&sb.base, no, None).await.0, 200);
+    }
+
+    // An altered answer is still signed: the client reads what it says.
+    control(
+        &sb.base,
+        json!({"out_trade_no": "A1", "service": "unified.trade.query", "mode": "alter",
+               "fields": {"total_fee": null, "trade_type": "pay.alipay.native"}}),
+    )
+    .await;
+    let altered = client
+        .query(TradeRef::OutTradeNo("A1".into()))
+        .await
+        .unwrap();
+    assert_eq!(altered.trade_state, TradeState::Success);
+    assert_eq!(altered.total_fee, None);
+    assert_eq!(altered.trade_type.as_deref(), Some("pay.alipay.native"));
+    let plain = client
+        .query(TradeRef::OutTradeNo("A2".into()))
+        .await
+        .unwrap();
+    assert_eq!(plain.total_fee, Some(500));
+    let view = order_view(&sb.base, "A1").await;
+    assert_eq!(view["calls"]["unified.trade.query"], 1);
+    assert_eq!(view["calls"]["pay.weixin.native"], 1);
+
+    // A refund that ends FAIL gives its amount back to what can be refunded.
+    control(
+        &sb.base,
+        json!({"out_trade_no": "A1", "refund": {"final_status": "FAIL"}}),
+    )
+    .await;
+    let refund = |no: &str, fee| RefundRequest {
+        out_trade_no: "A1".into(),
+        out_refund_no: no.into(),
+        total_fee: 500,
+        refund_fee: fee,
+    };
+    client.refund(&refund("F1", 500)).await.unwrap();
+    let failed = eventually("FAIL", Duration::from_secs(5), || async {
+        let q = client
+            .refund_query(RefundRef::OutRefundNo("F1".into()))
+            .await
+            .ok()?;
+        (q.refunds[0].refund_status != topup::gateway::swiftpass::RefundStatus::Processing)
+            .then_some(q)
+    })
+    .await;
+    assert_eq!(
+        failed.refunds[0].refund_status,
+        topup::gateway::swiftpass::RefundStatus::Fail
+    );
+    control(&sb.base, json!({"out_trade_no": "A1", "refund": {}})).await;
+    client.refund(&refund("F2", 500)).await.unwrap();
+
+    // Bills read what the bill fault says; the summary follows the lines.
+    control(&sb.base, json!({"out_trade_no": "A2", "bill": {"total_fee": 501, "trade_type": "pay.alipay.native"}})).await;
+    let today = beijing_date(Utc::now());
+    let bill = client.bill(today, BillType::Success).await.unwrap();
+    let a2 = bill.rows.iter().find(|r| r.out_trade_no == "A2").unwrap();
+    assert_eq!(a2.total_fee, 501);
+    assert_eq!(a2.trade_type.as_deref(), Some("pay.alipay.native"));
+    assert_eq!(bill.summary.total_fee, Some(1001));
+    control(
+        &sb.base,
+        json!({"out_trade_no": "A2", "bill": {"omit": true}}),
+    )
+    .await;
+    let bill = client.bill(today, BillType::Success).await.unwrap();
+    assert!(bill.rows.iter().all(|r| r.out_trade_no != "A2"));
+    assert_eq!(bill.summary.count, 1);
+
+    for bad in [
+        json!({"mode": "alter"}),
+        json!({"fields": {"total_fee": null}, "mode": "timeout"}),
+        json!({"bill": {"omit": true}}),
+        json!({"refund": {"final_status": "MAYBE"}}),
+        json!({"out_trade_no": "A1", "bill": {"total_fee": -1}}),
+    ] {
+        let (status, answer) = control(&sb.base, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+    }
+}

@@ -6,7 +6,7 @@ mod client;
 mod faults;
 mod notify;
 mod sign;
-mod support;
+pub mod support;
 mod types;
 mod wire;
 mod xml;

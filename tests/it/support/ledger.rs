@@ -25,6 +25,13 @@ struct Problem {
 /// - an ADJUSTMENT entry moves money between one wallet and the adjustments account;
 /// - every paid purchase granted exactly once, for its own amount; nothing else granted;
 /// - an entitlement's units are what its grants gave minus what refunds took back.
+/// - every refund took its amount into REFUNDS_PENDING when it was requested (from the
+///   wallet for a recharge, from revenue for a purchase); a SUCCEEDED one then moved it to
+///   its order's clearing account (to the wallet for a purchase from the balance), a FAILED
+///   one back where it came from, a PROCESSING one neither; no other REFUND entry exists; REFUNDS_PENDING holds
+///   exactly the PROCESSING refunds;
+/// - an order's refunded amount is the sum of its SUCCEEDED refunds, and its status says
+///   so (PAID: none, PARTIALLY_REFUNDED: some, REFUNDED: all).
 pub async fn assert_ledger_invariants(db: &TestDb) {
     let mut conn = db.connect().await;
     let sql = r#"
@@ -98,6 +105,51 @@ pub async fn assert_ledger_invariants(db: &TestDb) {
          WHERE en.units IS NOT NULL
          GROUP BY en.id
         HAVING en.units <> coalesce(sum(g.units - g.taken_units), 0)
+        UNION ALL
+        SELECT 'refund ' || r.refund_no || ' (' || r.status || ') ' || step.name || ' entry '
+               || CASE WHEN e.id IS NULL THEN 'missing' ELSE 'wrong or unexpected' END
+          FROM refunds r JOIN orders o ON o.id = r.order_id
+         CROSS JOIN LATERAL (SELECT CASE o.kind WHEN 'RECHARGE' THEN 'CUSTOMER_WALLET' ELSE 'REVENUE' END AS source,
+                                    CASE WHEN o.channel IS NULL THEN 'CUSTOMER_WALLET' ELSE 'GATEWAY_CLEARING' END AS payer) k
+         CROSS JOIN LATERAL (VALUES
+               ('hold', ':hold', true, k.source, 'REFUNDS_PENDING'),
+               ('paid-out', '', r.status = 'SUCCEEDED', 'REFUNDS_PENDING', k.payer),
+               ('release', ':release', r.status = 'FAILED', 'REFUNDS_PENDING', k.source))
+               AS step(name, suffix, expected, from_kind, to_kind)
+          LEFT JOIN journal_entries e ON e.cause = 'refund:' || r.refund_no || step.suffix
+         WHERE (e.id IS NOT NULL) <> step.expected
+            OR (e.id IS NOT NULL AND NOT (
+                    e.kind = 'REFUND' AND e.order_id = o.id
+                AND (SELECT count(*) FROM postings p WHERE p.entry_id = e.id) = 2
+                AND EXISTS (SELECT 1 FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                             WHERE p.entry_id = e.id AND a.kind = step.from_kind AND p.amount = -r.amount
+                               AND (a.kind <> 'CUSTOMER_WALLET' OR a.user_id = o.user_id))
+                AND EXISTS (SELECT 1 FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                             WHERE p.entry_id = e.id AND a.kind = step.to_kind AND p.amount = r.amount
+                               AND (a.kind <> 'CUSTOMER_WALLET' OR a.user_id = o.user_id)
+                               AND (a.kind <> 'GATEWAY_CLEARING' OR a.channel = o.channel))))
+        UNION ALL
+        SELECT 'REFUND entry ' || e.cause || ' belongs to no refund'
+          FROM journal_entries e
+         WHERE e.kind = 'REFUND' AND NOT EXISTS (
+               SELECT 1 FROM refunds r
+                WHERE e.cause IN ('refund:' || r.refund_no || ':hold', 'refund:' || r.refund_no,
+                                  'refund:' || r.refund_no || ':release'))
+        UNION ALL
+        SELECT 'refunds pending holds ' || pending.held || ' but processing refunds sum to ' || pending.processing
+          FROM (SELECT coalesce((SELECT sum(p.amount) FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                                  WHERE a.kind = 'REFUNDS_PENDING'), 0) AS held,
+                       coalesce((SELECT sum(amount) FROM refunds WHERE status = 'PROCESSING'), 0) AS processing) pending
+         WHERE pending.held <> pending.processing
+        UNION ALL
+        SELECT 'order ' || o.order_no || ' (' || o.status || ') refunded ' || o.refunded_amount
+               || ' but its succeeded refunds sum to ' || coalesce(sum(r.amount), 0)
+          FROM orders o LEFT JOIN refunds r ON r.order_id = o.id AND r.status = 'SUCCEEDED'
+         GROUP BY o.id
+        HAVING o.refunded_amount <> coalesce(sum(r.amount), 0)
+            OR (o.status = 'PAID' AND o.refunded_amount <> 0)
+            OR (o.status = 'PARTIALLY_REFUNDED' AND NOT (o.refunded_amount > 0 AND o.refunded_amount < o.amount))
+            OR (o.status = 'REFUNDED' AND o.refunded_amount <> o.amount)
     "#;
     let problems: Vec<Problem> = diesel::sql_query(sql)
         .load(&mut conn)

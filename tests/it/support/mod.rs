@@ -2,6 +2,7 @@
 //! private throw-away cluster started from the installed binaries), a database per test
 //! cloned from a migrated template, and the real server on a loopback port.
 
+pub mod admin;
 pub mod ledger;
 pub mod pay;
 pub mod shop;
@@ -284,6 +285,10 @@ pub fn test_config(db: &TestDb) -> Config {
     // Notify retries within tens of milliseconds instead of minutes.
     config.sandbox_time_scale = 0.001;
     config.swiftpass.request_timeout = std::time::Duration::from_secs(3);
+    // The reconciler runs on its real schedule (a first question 15 s after an order is
+    // created); tests of it make it faster. The daily bill job would reconcile yesterday's
+    // bill in every test: its tests turn it on.
+    config.reconcile.bill_time = None;
     config
 }
 
@@ -481,4 +486,47 @@ where
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
+}
+
+/// Runs the `topup` binary against a test app's database and in-process sandbox, the way
+/// an operator would from a shell; returns its standard output. Fails the test when the
+/// command fails.
+pub async fn run_topup(app: &TestApp, args: &[&str]) -> String {
+    let output = run_topup_raw(app, args).await;
+    assert!(
+        output.status.success(),
+        "topup {args:?} failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The same, whatever its exit status.
+pub async fn run_topup_raw(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let (mch_id, key) = app.merchant();
+    // Not std::process: this runtime also serves the sandbox the command talks to.
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_topup"))
+        .args(args)
+        .env("DATABASE_URL", &app.db.url)
+        .env(
+            "SWIFTPASS_GATEWAY_URL",
+            format!("{}/sandbox/pay/gateway", app.base),
+        )
+        .env(
+            "SWIFTPASS_DOWNLOAD_URL",
+            format!("{}/sandbox/download/gateway", app.base),
+        )
+        .env("SWIFTPASS_MCH_ID", mch_id)
+        .env("SWIFTPASS_KEY", key)
+        // The command waits as long between questions as the app does.
+        .env(
+            "TOPUP_RECONCILE_TIME_SCALE",
+            app.state.config.reconcile.time_scale.to_string(),
+        )
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run topup")
 }
