@@ -51,6 +51,7 @@
 //! write is spelled twice.
 
 pub mod accounts;
+pub mod agents;
 pub mod app;
 pub mod audit;
 pub mod catalog;

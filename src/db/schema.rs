@@ -7,6 +7,7 @@ diesel::table! {
         name -> Text,
         parent_id -> Nullable<Int8>,
         created_at -> Timestamptz,
+        commission_rate_bp -> Int4,
     }
 }
 
@@ -37,6 +38,7 @@ diesel::table! {
         sales_user_id -> Nullable<Int8>,
         created_at -> Timestamptz,
         disabled_at -> Nullable<Timestamptz>,
+        created_by -> Nullable<Int8>,
     }
 }
 
@@ -106,6 +108,7 @@ diesel::table! {
         unit_price -> Nullable<Int8>,
         quantity -> Nullable<Int4>,
         period_days -> Nullable<Int4>,
+        agent_path -> Nullable<Array<Int8>>,
     }
 }
 
@@ -189,6 +192,7 @@ diesel::table! {
         channel -> Nullable<Text>,
         balance -> Nullable<Int8>,
         created_at -> Timestamptz,
+        agent_id -> Nullable<Int8>,
     }
 }
 

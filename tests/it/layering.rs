@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ledger", 2),
     ("audit", 2),
     ("catalog", 2),
+    ("agents", 2),
     ("gateway_calls", 2),
     ("reconcile", 2),
     ("domain", 1),
