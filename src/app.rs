@@ -204,7 +204,11 @@ impl Application {
             hub,
             sql_statements,
         });
-        let schema = graphql::builder().data(state.clone()).data(loader).finish();
+        let mut schema = graphql::builder().data(state.clone()).data(loader);
+        if !state.config.introspection {
+            schema = schema.disable_introspection();
+        }
+        let schema = schema.finish();
         Ok(Built {
             acceptor,
             local_addr,

@@ -206,6 +206,10 @@ pub struct Config {
     pub sandbox_time_scale: f64,
     pub recharge: RechargeSettings,
     pub reconcile: ReconcileSettings,
+    /// `TOPUP_GRAPHIQL`: serve GraphiQL on `GET /graphql`.
+    pub graphiql: bool,
+    /// `TOPUP_INTROSPECTION`: answer introspection queries (GraphiQL needs them).
+    pub introspection: bool,
 }
 
 impl Config {
@@ -244,6 +248,15 @@ impl Config {
             });
         }
         let reconcile = reconcile_settings(&get)?;
+        let flag = |name: &'static str| {
+            get(name)
+                .map(|v| parse_bool(&v))
+                .transpose()
+                .map_err(|problem| ConfigError { name, problem })
+                .map(|v| v.unwrap_or(true))
+        };
+        let graphiql = flag("TOPUP_GRAPHIQL")?;
+        let introspection = flag("TOPUP_INTROSPECTION")?;
         Ok(Config {
             database_url: secret("DATABASE_URL"),
             db_pool_size: pool_size,
@@ -279,6 +292,8 @@ impl Config {
                 max_open_orders: parse_or(&get, "TOPUP_MAX_OPEN_ORDERS", 5i64)?,
             },
             reconcile,
+            graphiql,
+            introspection,
         })
     }
 }

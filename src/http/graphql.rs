@@ -1,7 +1,7 @@
 //! The GraphQL transport: POST /graphql (JSON), GraphiQL on GET /graphql, and
 //! graphql-transport-ws on /graphql/ws with the token in `connection_init`.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_graphql::Data;
 use async_graphql::http::{WebSocketProtocols, WsMessage};
@@ -11,6 +11,7 @@ use poem::web::websocket::{Message, WebSocket};
 use poem::web::{Data as PoemData, Html};
 use poem::{Body, IntoResponse, Request, Response, handler};
 
+use super::assets;
 use super::body::{ReadError, read_limited};
 use crate::accounts::tokens::JwtKeys;
 use crate::graphql::ClientIp;
@@ -26,12 +27,19 @@ pub const WS_PROTOCOL: &str = "graphql-transport-ws";
 const CLOSE_FORBIDDEN: u16 = 4403;
 const INIT_REFUSED: &str = "Forbidden: the access token in connection_init is invalid or expired";
 
-/// GraphiQL, pointed at this server. Our own page rather than async-graphql's: it puts the
-/// Authorization header from the Headers tab into `connection_init`, so subscriptions run as
-/// the signed-in user.
+/// The GraphiQL page with its assets linked to the embedded copies.
+static GRAPHIQL: LazyLock<String> = LazyLock::new(|| assets::link(include_str!("graphiql.html")));
+
+/// GraphiQL, pointed at this server (404 when `TOPUP_GRAPHIQL` is off). Our own page rather
+/// than async-graphql's: it puts the Authorization header from the Headers tab into
+/// `connection_init`, so subscriptions run as the signed-in user, and it loads nothing from
+/// outside this server.
 #[handler]
-pub fn graphiql() -> Html<&'static str> {
-    Html(include_str!("graphiql.html"))
+pub fn graphiql(PoemData(state): PoemData<&Arc<AppState>>) -> Response {
+    if !state.config.graphiql {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    Html(GRAPHIQL.as_str()).into_response()
 }
 
 /// One GraphQL request over HTTP.

@@ -1,6 +1,7 @@
 //! The HTTP surface: GraphQL (POST, GraphiQL, WebSocket) and health probes. Handlers parse,
 //! authorize and call a capability module; nothing else happens here.
 
+pub mod assets;
 pub mod body;
 pub mod graphql;
 pub mod notify;
@@ -27,6 +28,7 @@ pub fn routes(
     let mut route = Route::new()
         .at("/graphql", get(graphql::graphiql).post(graphql::post))
         .at("/graphql/ws", get(graphql::websocket))
+        .at("/assets/:hash/:name", get(assets::serve))
         .at("/notify/swiftpass", post(notify::swiftpass))
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz));

@@ -15,6 +15,7 @@ mod gateway;
 mod instances;
 mod layering;
 mod ledger;
+mod offline;
 mod recharge;
 mod reconcile;
 mod refunds;
