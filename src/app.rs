@@ -204,6 +204,7 @@ impl Application {
             hub,
             sql_statements,
         });
+        crate::telemetry::install();
         let mut schema = graphql::builder().data(state.clone()).data(loader);
         if !state.config.introspection {
             schema = schema.disable_introspection();

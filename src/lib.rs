@@ -69,3 +69,4 @@ pub mod orders;
 pub mod payments;
 pub mod reconcile;
 pub mod state;
+pub mod telemetry;

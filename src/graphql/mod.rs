@@ -12,6 +12,7 @@ pub mod loaders;
 pub mod orders;
 mod qr;
 pub mod scalars;
+mod telemetry;
 pub mod users;
 
 use std::sync::Arc;
@@ -70,6 +71,7 @@ pub fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .extension(errors::ErrorCodes)
+    .extension(telemetry::Metrics)
 }
 
 /// The schema in SDL, fields, arguments and enum values sorted: what `schema.graphql` holds.

@@ -117,6 +117,7 @@ async fn serve_socket(
     schema: TopupSchema,
     ip: ClientIp,
 ) {
+    let _open = crate::telemetry::Open::new("topup_websocket_connections_open");
     let (mut sink, stream) = socket.split();
     let incoming = stream
         .take_while(|m| futures_util::future::ready(m.is_ok()))

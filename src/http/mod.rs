@@ -5,6 +5,7 @@ pub mod assets;
 pub mod body;
 pub mod graphql;
 pub mod notify;
+pub mod observe;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub fn routes(
         .at("/assets/:hash/:name", get(assets::serve))
         .at("/notify/swiftpass", post(notify::swiftpass))
         .at("/healthz", get(healthz))
+        .at("/metrics", get(observe::scrape))
         .at("/readyz", get(readyz));
     if let Some(sandbox) = sandbox {
         route = route.nest("/sandbox", sandbox.endpoint());
@@ -41,6 +43,7 @@ pub fn routes(
         .with(Cors::new())
         .with(CatchPanic::new())
         .with(Tracing)
+        .around(observe::measure)
 }
 
 /// The process is up.

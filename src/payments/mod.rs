@@ -280,6 +280,29 @@ pub async fn apply_payment(
     // always the right statement; if not, the diagnosis reads the order's kind. A status can
     // also change between the attempt and the diagnosis (a close racing a payment); either
     // way the attempt is simply made again.
+    let outcome = apply_once(conn, payment).await;
+    let label = match &outcome {
+        Ok(ApplyOutcome::Credited { flagged: None, .. }) => "credited",
+        Ok(ApplyOutcome::Credited {
+            flagged: Some(_), ..
+        }) => "credited_flagged",
+        Ok(ApplyOutcome::AlreadyPaid) => "already_paid",
+        Ok(ApplyOutcome::Refused(_)) => "refused",
+        Err(_) => "error",
+    };
+    metrics::counter!(
+        "topup_payment_applies_total",
+        "source" => payment.source.as_str(),
+        "outcome" => label
+    )
+    .increment(1);
+    outcome
+}
+
+async fn apply_once(
+    conn: &mut AsyncPgConnection,
+    payment: &PaymentResult,
+) -> AppResult<ApplyOutcome> {
     let mut kind = payment.order_no.kind().unwrap_or(OrderKind::Recharge);
     for _ in 0..3 {
         if let Some(applied) = try_apply(conn, payment, kind).await? {

@@ -136,6 +136,12 @@ async fn judge_and_record(
     inbound: &Inbound,
 ) -> Answer {
     let judgement = judge(conn, gateway, inbox_id, inbound).await;
+    // No verdict to write means the apply statement wrote APPLIED itself.
+    let verdict = judgement
+        .verdict
+        .as_ref()
+        .map_or(Verdict::Applied.as_str(), |(verdict, _)| verdict.as_str());
+    metrics::counter!("topup_notify_verdicts_total", "verdict" => verdict).increment(1);
     if let Some((verdict, detail)) = &judgement.verdict
         && let Err(e) = set_verdict(
             conn,

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("gateway", 0),
     ("config", 0),
     ("error", 0),
+    ("telemetry", 0),
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -15,6 +15,7 @@ mod gateway;
 mod instances;
 mod layering;
 mod ledger;
+mod metrics;
 mod offline;
 mod recharge;
 mod reconcile;

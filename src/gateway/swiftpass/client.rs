@@ -215,6 +215,13 @@ impl Client {
 
     /// Downloads and parses the merchant bill of a (GMT+8) day (`pay.bill.merchant`).
     pub async fn bill(&self, date: NaiveDate, kind: BillType) -> Result<Bill, GatewayError> {
+        let started = std::time::Instant::now();
+        let bill = self.download_bill(date, kind).await;
+        observe("pay.bill.merchant", started, &bill);
+        bill
+    }
+
+    async fn download_bill(&self, date: NaiveDate, kind: BillType) -> Result<Bill, GatewayError> {
         let fields = Params::from([
             ("bill_date".to_owned(), format_date(date)),
             ("bill_type".to_owned(), kind.as_str().to_owned()),
@@ -256,6 +263,13 @@ impl Client {
     /// Sends one service request to the pay gateway and returns the verified answer of a
     /// successful call.
     async fn call(&self, service: &str, fields: Params) -> Result<Params, GatewayError> {
+        let started = std::time::Instant::now();
+        let answer = self.call_once(service, fields).await;
+        observe(service, started, &answer);
+        answer
+    }
+
+    async fn call_once(&self, service: &str, fields: Params) -> Result<Params, GatewayError> {
         let request = self.signed_request(service, fields)?;
         let body = self
             .post(&self.inner.cfg.gateway_url, request, MAX_BODY)
@@ -426,4 +440,18 @@ impl GatewayError {
             GatewayError::Unknown { .. } => false,
         }
     }
+}
+
+/// Counts and times one gateway call by service and outcome (`ok`, `rejected`, `unknown`).
+fn observe<T>(service: &str, started: std::time::Instant, result: &Result<T, GatewayError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(GatewayError::Rejected { .. }) => "rejected",
+        Err(GatewayError::Unknown { .. }) => "unknown",
+    };
+    let service = service.to_owned();
+    metrics::histogram!("topup_gateway_call_duration_seconds", "service" => service.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("topup_gateway_calls_total", "service" => service, "outcome" => outcome)
+        .increment(1);
 }
