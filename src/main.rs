@@ -87,12 +87,23 @@ enum AdminCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    match std::env::var("TOPUP_LOG_FORMAT").as_deref().map(str::trim) {
+        Err(_) | Ok("" | "text") => tracing_subscriber::fmt().with_env_filter(filter()).init(),
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter())
+            .init(),
+        Ok(other) => {
+            eprintln!("topup: TOPUP_LOG_FORMAT: {other:?} is neither text nor json");
+            return ExitCode::FAILURE;
+        }
+    }
     let cli = Cli::parse();
     match run(cli.command.unwrap_or(Command::Serve)).await {
         Ok(()) => ExitCode::SUCCESS,

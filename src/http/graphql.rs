@@ -106,8 +106,13 @@ pub fn websocket(
     let state = state.clone();
     let schema = schema.clone();
     let ip = client_ip(req);
+    // The connection lives on in its own task: it keeps the upgrade request's span (and so
+    // its request id) on every line it logs.
+    let span = tracing::Span::current();
     ws.protocols([WS_PROTOCOL])
-        .on_upgrade(move |socket| serve_socket(socket, state, schema, ip))
+        .on_upgrade(move |socket| {
+            tracing::Instrument::instrument(serve_socket(socket, state, schema, ip), span)
+        })
         .into_response()
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use diesel_async::RunQueryDsl;
 use poem::http::StatusCode;
-use poem::middleware::{CatchPanic, Cors, Tracing};
+use poem::middleware::{CatchPanic, Cors};
 use poem::web::Data;
 use poem::{EndpointExt, Route, get, handler, post};
 
@@ -42,7 +42,7 @@ pub fn routes(
         .data(schema)
         .with(Cors::new())
         .with(CatchPanic::new())
-        .with(Tracing)
+        .around(observe::trace)
         .around(observe::measure)
 }
 

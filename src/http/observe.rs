@@ -9,6 +9,7 @@ use chrono::Utc;
 use poem::http::header;
 use poem::web::Data;
 use poem::{Endpoint, IntoResponse, Request, Response, handler};
+use tracing::Instrument;
 
 use crate::reconcile;
 use crate::state::AppState;
@@ -25,6 +26,56 @@ fn route(path: &str) -> &'static str {
         p if p.starts_with("/sandbox/") => "/sandbox",
         _ => "other",
     }
+}
+
+/// The longest `X-Request-Id` accepted from a client.
+const MAX_REQUEST_ID: usize = 64;
+
+/// A client's `X-Request-Id` if it is short and plain (so it cannot forge log lines), else
+/// a new ULID.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        })
+        .map_or_else(|| ulid::Ulid::new().to_string(), str::to_owned)
+}
+
+/// Gives every request an id (the client's `X-Request-Id`, or a new one), echoes it back
+/// in `X-Request-Id`, and runs the request in a span carrying it, so every log line of the
+/// request names it. Logs the end of each request with its status and duration.
+pub async fn trace<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let id = request_id(&req);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    async move {
+        let started = Instant::now();
+        let mut response = match next.call(req).await {
+            Ok(response) => response.into_response(),
+            Err(error) => error.into_response(),
+        };
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request finished"
+        );
+        if let Ok(value) = header::HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        Ok(response)
+    }
+    .instrument(span)
+    .await
 }
 
 /// Counts and times every request (a poem middleware function).

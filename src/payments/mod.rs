@@ -280,7 +280,8 @@ pub async fn apply_payment(
     // always the right statement; if not, the diagnosis reads the order's kind. A status can
     // also change between the attempt and the diagnosis (a close racing a payment); either
     // way the attempt is simply made again.
-    let outcome = apply_once(conn, payment).await;
+    let span = tracing::info_span!("apply", order_no = %payment.order_no);
+    let outcome = tracing::Instrument::instrument(apply_once(conn, payment), span).await;
     let label = match &outcome {
         Ok(ApplyOutcome::Credited { flagged: None, .. }) => "credited",
         Ok(ApplyOutcome::Credited {

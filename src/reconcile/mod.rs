@@ -23,6 +23,7 @@ mod orders;
 
 use std::collections::HashSet;
 use std::time::Duration;
+use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -195,7 +196,8 @@ impl Reconciler {
         futures_util::stream::iter(claimed)
             .for_each_concurrent(None, |c| async move {
                 let order_no = c.order.order_no.clone();
-                if let Err(e) = orders::settle(self, c).await {
+                let span = tracing::info_span!("reconcile", order_no = %order_no);
+                if let Err(e) = orders::settle(self, c).instrument(span).await {
                     tracing::warn!(%order_no, error = ?e, "reconciling an order");
                 }
             })

@@ -15,6 +15,7 @@ mod gateway;
 mod instances;
 mod layering;
 mod ledger;
+mod logs;
 mod metrics;
 mod offline;
 mod recharge;
