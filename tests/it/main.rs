@@ -13,6 +13,7 @@ mod bills;
 mod catalog;
 mod gateway;
 mod instances;
+mod kill;
 mod layering;
 mod ledger;
 mod logs;
