@@ -600,3 +600,37 @@ async fn every_agent_id_is_checked_against_what_the_caller_may_see() {
         wrong.join("\n")
     );
 }
+
+#[tokio::test]
+async fn two_crossing_moves_at_once_cannot_build_a_cycle() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("crossing-admin@example.com").await;
+    let root = app.new_agent(&admin, "Root", None, 0).await;
+    let left = app.new_agent(&admin, "Left", Some(&root), 0).await;
+    let right = app.new_agent(&admin, "Right", Some(&root), 0).await;
+    let mv = "mutation($id: ID!, $to: ID) { moveAgent(id: $id, newParentId: $to) { id } }";
+    for _ in 0..5 {
+        // Left under right and right under left, at the same moment: one wins, the other
+        // would close a cycle and is refused.
+        let (a, b) = tokio::join!(
+            app.gql(Some(&admin.access), mv, json!({ "id": left, "to": right })),
+            app.gql(Some(&admin.access), mv, json!({ "id": right, "to": left })),
+        );
+        let outcomes: Vec<&str> = [&a, &b]
+            .iter()
+            .map(|r| match r.get("errors") {
+                None => "OK",
+                Some(_) => error_code(r),
+            })
+            .collect();
+        let mut sorted = outcomes.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, ["BAD_USER_INPUT", "OK"], "{a} {b}");
+        assert_eq!(closure_errors(&app).await, Vec::<String>::new());
+        // Both back under the root for the next round.
+        for id in [&left, &right] {
+            app.gql_ok(Some(&admin.access), mv, json!({ "id": id, "to": root }))
+                .await;
+        }
+    }
+}
