@@ -158,22 +158,28 @@ pub async fn claw_back(
     Ok(())
 }
 
-/// An agent's commission balance: what its account holds.
-pub async fn balance(conn: &mut AsyncPgConnection, agent_id: i64) -> AppResult<Money> {
+/// What each agent's commission account holds, by agent id.
+pub async fn balances(
+    conn: &mut AsyncPgConnection,
+    agent_ids: &[i64],
+) -> AppResult<Vec<(i64, Money)>> {
     #[derive(QueryableByName)]
     struct Held {
         #[diesel(sql_type = BigInt)]
+        agent_id: i64,
+        #[diesel(sql_type = BigInt)]
         total: Money,
     }
-    let held: Held = diesel::sql_query(
-        "SELECT coalesce(sum(p.amount), 0)::bigint AS total \
-           FROM ledger_accounts a JOIN postings p ON p.account_id = a.id \
-          WHERE a.agent_id = $1 AND a.kind = 'COMMISSION_PAYABLE'",
+    let held: Vec<Held> = diesel::sql_query(
+        "SELECT a.agent_id, coalesce(sum(p.amount), 0)::bigint AS total \
+           FROM ledger_accounts a LEFT JOIN postings p ON p.account_id = a.id \
+          WHERE a.agent_id = ANY ($1) AND a.kind = 'COMMISSION_PAYABLE' \
+          GROUP BY a.agent_id",
     )
-    .bind::<BigInt, _>(agent_id)
-    .get_result(conn)
+    .bind::<diesel::sql_types::Array<BigInt>, _>(agent_ids)
+    .load(conn)
     .await?;
-    Ok(held.total)
+    Ok(held.into_iter().map(|h| (h.agent_id, h.total)).collect())
 }
 
 /// One movement of an agent's commission account.

@@ -113,24 +113,36 @@ pub async fn move_agent(
     .await
 }
 
-/// How deep the agent sits (a top-level agent: 0).
-pub async fn depth(conn: &mut AsyncPgConnection, id: i64) -> AppResult<i32> {
-    let depth: Option<i32> = agent_tree::table
-        .filter(agent_tree::descendant_id.eq(id))
-        .select(diesel::dsl::max(agent_tree::depth))
-        .first(conn)
+/// How deep each agent sits (a top-level agent: 0), by id.
+pub async fn depths(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult<Vec<(i64, i32)>> {
+    let rows: Vec<(i64, Option<i32>)> = agent_tree::table
+        .filter(agent_tree::descendant_id.eq_any(ids))
+        .group_by(agent_tree::descendant_id)
+        .select((
+            agent_tree::descendant_id,
+            diesel::dsl::max(agent_tree::depth),
+        ))
+        .load(conn)
         .await?;
-    Ok(depth.unwrap_or(0))
+    Ok(rows
+        .into_iter()
+        .map(|(id, depth)| (id, depth.unwrap_or(0)))
+        .collect())
 }
 
-/// How many agents are below the agent, at any depth.
-pub async fn descendant_count(conn: &mut AsyncPgConnection, id: i64) -> AppResult<i64> {
-    Ok(agent_tree::table
-        .filter(agent_tree::ancestor_id.eq(id))
-        .filter(agent_tree::depth.gt(0))
-        .count()
-        .get_result(conn)
-        .await?)
+/// How many agents are below each agent, at any depth, by id.
+pub async fn descendant_counts(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+) -> AppResult<Vec<(i64, i64)>> {
+    // Each agent is its own ancestor at depth 0: the rows beyond that one are below it.
+    let rows: Vec<(i64, i64)> = agent_tree::table
+        .filter(agent_tree::ancestor_id.eq_any(ids))
+        .group_by(agent_tree::ancestor_id)
+        .select((agent_tree::ancestor_id, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(id, n)| (id, n - 1)).collect())
 }
 
 /// A page of an agent's direct children, oldest first, after the cursor `after`.

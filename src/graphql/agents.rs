@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use super::accounts::UserNode;
 use super::auth::{RoleGuard, viewer};
 use super::connection::{PageArgs, connection};
+use super::loaders::{AgentDepthOf, CommissionBalanceOf, DescendantCountOf};
 use super::users::UserConnection;
 use super::{conn, state};
 use crate::accounts::Role;
@@ -124,13 +125,21 @@ impl AgentNode {
 
     /// How deep the agent sits in today's tree (a top-level agent: 0).
     async fn depth(&self, ctx: &Context<'_>) -> async_graphql::Result<i32> {
-        Ok(tree::depth(&mut *conn(ctx).await?, self.agent.id).await?)
+        let loader = super::loader(ctx)?;
+        Ok(loader
+            .load_one(AgentDepthOf(self.agent.id))
+            .await?
+            .unwrap_or(0))
     }
 
     /// How many agents are below this one, at any depth. For those who manage this agent.
     async fn descendant_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
         self.check_manage()?;
-        Ok(tree::descendant_count(&mut *conn(ctx).await?, self.agent.id).await?)
+        let loader = super::loader(ctx)?;
+        Ok(loader
+            .load_one(DescendantCountOf(self.agent.id))
+            .await?
+            .unwrap_or(0))
     }
 
     /// The sales people of this agent, oldest first. For those who manage this agent.
@@ -157,7 +166,11 @@ impl AgentNode {
     /// those who manage this agent.
     async fn commission_balance(&self, ctx: &Context<'_>) -> async_graphql::Result<Money> {
         self.check_manage()?;
-        Ok(commission::balance(&mut *conn(ctx).await?, self.agent.id).await?)
+        let loader = super::loader(ctx)?;
+        Ok(loader
+            .load_one(CommissionBalanceOf(self.agent.id))
+            .await?
+            .unwrap_or(Money::ZERO))
     }
 
     /// The agent's commission movements, newest first: earned on paid orders, clawed back

@@ -634,3 +634,55 @@ async fn two_crossing_moves_at_once_cannot_build_a_cycle() {
         }
     }
 }
+
+/// What one GraphQL request costs the database, counted by the server's own pool.
+async fn statements_of(app: &TestApp, token: &str, query: &str, vars: Value) -> u64 {
+    let counter = &app.state.sql_statements;
+    let mut last = counter.get();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = counter.get();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    app.gql_ok(Some(token), query, vars).await;
+    counter.get() - last
+}
+
+#[tokio::test]
+async fn a_page_of_children_costs_the_same_statements_for_3_or_30() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("n1-agents@example.com").await;
+    let root = app.new_agent(&admin, "Root", None, 100).await;
+    for i in 0..30 {
+        let child = app
+            .new_agent(&admin, &format!("Child {i}"), Some(&root), 50)
+            .await;
+        app.new_agent(&admin, &format!("Grandchild {i}"), Some(&child), 10)
+            .await;
+    }
+    let query = "query($id: ID!, $first: Int) { agent(id: $id) { children(first: $first) { \
+                 edges { node { id depth descendantCount commissionBalance } } } } }";
+    let vars = |first: i32| json!({ "id": root, "first": first });
+    // Once to open the pool's connections; then the fewest of three runs (a batch split by
+    // a descheduled server thread is noise; statements per item would be there every time).
+    statements_of(&app, &admin.access, query, vars(30)).await;
+    let (mut three, mut thirty) = (u64::MAX, u64::MAX);
+    for _ in 0..3 {
+        three = three.min(statements_of(&app, &admin.access, query, vars(3)).await);
+        thirty = thirty.min(statements_of(&app, &admin.access, query, vars(30)).await);
+    }
+    assert_eq!(three, thirty, "statements for 3 children vs 30");
+    let data = app.gql_ok(Some(&admin.access), query, vars(30)).await;
+    let edges = data["agent"]["children"]["edges"]
+        .as_array()
+        .expect("edges");
+    assert_eq!(edges.len(), 30);
+    for edge in edges {
+        assert_eq!(edge["node"]["depth"], 1);
+        assert_eq!(edge["node"]["descendantCount"], 1);
+        assert_eq!(edge["node"]["commissionBalance"], "0");
+    }
+}
