@@ -10,6 +10,10 @@
 //!   `FORBIDDEN`; any other id (a sibling, a cousin, an id that does not exist) is
 //!   `NOT_FOUND`, so nobody can probe the tree outside their part of it.
 
+pub mod commission;
+pub mod invites;
+pub mod tree;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -18,6 +22,8 @@ use crate::accounts::Role;
 use crate::accounts::tokens::Viewer;
 use crate::db::schema::{agent_tree, agents, users};
 use crate::error::{AppError, AppResult};
+
+pub use commission::commission_ctes;
 
 /// An agent as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]

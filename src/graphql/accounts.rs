@@ -3,6 +3,7 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use super::agents::AgentNode;
 use super::auth::{RoleGuard, viewer};
 use super::catalog::EntitlementNode;
 use super::connection::PageArgs;
@@ -11,6 +12,7 @@ use super::loaders::{EntitlementsOf, WalletBalanceOf};
 use super::orders::{OrderConnection, OrderFilterInput, OrderNode};
 use super::{conn, state};
 use crate::accounts::{self, AuthGrant, Registration, Role, User};
+use crate::agents;
 use crate::domain::Money;
 use crate::error::AppError;
 use crate::ledger;
@@ -60,6 +62,20 @@ impl UserNode {
     /// The agent a customer is attributed to, or the agent a sales or agent user belongs to.
     async fn agent_id(&self) -> Option<ID> {
         self.user.agent_id.map(|id| ID(id.to_string()))
+    }
+
+    /// The agent a sales or agent user belongs to (for `me`: the caller's own node); null
+    /// when the caller may not see it (a customer never sees the agent it is attributed to).
+    async fn agent(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AgentNode>> {
+        let Some(id) = self.user.agent_id else {
+            return Ok(None);
+        };
+        let v = viewer(ctx)?;
+        match agents::visible_agent(&mut *conn(ctx).await?, &v, id).await {
+            Ok((agent, reach)) => Ok(Some(AgentNode::new(agent, reach))),
+            Err(AppError::Forbidden | AppError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Spendable balance in fen, from the ledger. Visible to the user and to admins.

@@ -1,5 +1,6 @@
 //! Batched lookups for fields of lists (an order's timeline, refunds, product and customer, a
-//! posting's order, a user's balance and entitlements): one query per batch instead of one
+//! posting's order, a user's balance and entitlements, an agent's depth, descendant count and
+//! commission balance): one query per batch instead of one
 //! per item, so a page of N items costs the same number of statements whatever N is.
 //! Loaders batch only and do not cache, so one instance serves every request and long-lived
 //! WebSocket connections never see stale data. Loaders do not authorize: the field that
@@ -10,6 +11,7 @@ use std::collections::HashMap;
 use async_graphql::dataloader::Loader;
 
 use crate::accounts::{self, User};
+use crate::agents::{commission, tree};
 use crate::catalog::{self, Entitlement, Product};
 use crate::db::Pool;
 use crate::domain::Money;
@@ -173,5 +175,68 @@ impl Loader<RefundsOfOrder> for TopupLoader {
             out.entry(RefundsOfOrder(r.order_id)).or_default().push(r);
         }
         Ok(out)
+    }
+}
+
+/// Key: an agent id; value: how deep it sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AgentDepthOf(pub i64);
+
+impl Loader<AgentDepthOf> for TopupLoader {
+    type Value = i32;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[AgentDepthOf]) -> Result<HashMap<AgentDepthOf, i32>, Self::Error> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let found = tree::depths(&mut conn, &ids).await?;
+        Ok(found
+            .into_iter()
+            .map(|(id, d)| (AgentDepthOf(id), d))
+            .collect())
+    }
+}
+
+/// Key: an agent id; value: how many agents are below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DescendantCountOf(pub i64);
+
+impl Loader<DescendantCountOf> for TopupLoader {
+    type Value = i64;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[DescendantCountOf],
+    ) -> Result<HashMap<DescendantCountOf, i64>, Self::Error> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let found = tree::descendant_counts(&mut conn, &ids).await?;
+        Ok(found
+            .into_iter()
+            .map(|(id, n)| (DescendantCountOf(id), n))
+            .collect())
+    }
+}
+
+/// Key: an agent id; value: what its commission account holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommissionBalanceOf(pub i64);
+
+impl Loader<CommissionBalanceOf> for TopupLoader {
+    type Value = Money;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[CommissionBalanceOf],
+    ) -> Result<HashMap<CommissionBalanceOf, Money>, Self::Error> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let found = commission::balances(&mut conn, &ids).await?;
+        Ok(found
+            .into_iter()
+            .map(|(id, m)| (CommissionBalanceOf(id), m))
+            .collect())
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod agents;
 pub mod auth;
 pub mod catalog;
 pub mod connection;
@@ -37,6 +38,7 @@ pub struct Query(
     catalog::CatalogQuery,
     users::UsersQuery,
     admin::AdminQuery,
+    agents::AgentsQuery,
 );
 
 /// All mutations.
@@ -47,6 +49,7 @@ pub struct Mutation(
     catalog::CatalogMutation,
     users::UsersMutation,
     admin::AdminMutation,
+    agents::AgentsMutation,
 );
 
 /// All subscriptions.

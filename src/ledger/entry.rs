@@ -17,8 +17,11 @@ use crate::error::{AppError, AppResult};
 pub enum SystemAccount {
     /// What customers spent on products.
     Revenue,
-    /// Commissions owed to agents.
+    /// Commissions owed to agents (the old single account; unused since each agent has
+    /// its own).
     CommissionPayable,
+    /// What the company pays its agents: the source of every commission entry.
+    CommissionExpense,
     /// Manual corrections.
     Adjustments,
     /// Refunds requested and not finished: taken out of the wallet, not yet paid back by
@@ -31,6 +34,7 @@ impl SystemAccount {
         match self {
             SystemAccount::Revenue => "revenue",
             SystemAccount::CommissionPayable => "commission_payable",
+            SystemAccount::CommissionExpense => "commission_expense",
             SystemAccount::Adjustments => "adjustments",
             SystemAccount::RefundsPending => "refunds_pending",
         }
@@ -70,6 +74,10 @@ pub enum AccountSql<'a> {
     Clearing { channel: &'a str },
     /// A system account.
     System(SystemAccount),
+    /// The commission account of each agent of `rows` (more CTEs or tables, joined to the
+    /// entry's source, that may yield many rows): one posting per row, to the account of
+    /// the agent id `agent_id` yields. The leg's amount is SQL over `rows` too.
+    AgentCommission { rows: &'a str, agent_id: &'a str },
 }
 
 /// One posting of an [`EntrySql`]: an account and a signed amount expression.
@@ -125,6 +133,14 @@ impl EntrySql<'_> {
                     "SELECT e.id, a.id, ({amount})::bigint, NULL::bigint \
                      FROM {name}_entry e, {source}, ledger_accounts a WHERE a.code = '{}'",
                     account.code()
+                )),
+                AccountSql::AgentCommission {
+                    rows: each,
+                    agent_id,
+                } => rows.push(format!(
+                    "SELECT e.id, a.id, ({amount})::bigint, NULL::bigint \
+                     FROM {name}_entry e, {source}, {each}, ledger_accounts a \
+                     WHERE a.agent_id = ({agent_id}) AND a.kind = 'COMMISSION_PAYABLE'"
                 )),
             }
         }

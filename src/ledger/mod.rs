@@ -36,8 +36,10 @@ crate::text_enum! {
         GatewayClearing = "GATEWAY_CLEARING",
         /// What customers spent on products.
         Revenue = "REVENUE",
-        /// Commissions owed to agents.
+        /// Commissions owed to an agent (one account per agent).
         CommissionPayable = "COMMISSION_PAYABLE",
+        /// What the company pays its agents in commissions.
+        CommissionExpense = "COMMISSION_EXPENSE",
         /// Manual corrections.
         Adjustments = "ADJUSTMENTS",
         /// Refunds on their way back to the payer.
@@ -57,7 +59,8 @@ crate::text_enum! {
         Refund = "REFUND",
         /// A manual correction.
         Adjustment = "ADJUSTMENT",
-        /// An agent's commission.
+        /// Agents' commission on an order (expense → each agent's account), or its claw-back
+        /// by a refund.
         Commission = "COMMISSION",
     }
 }

@@ -11,7 +11,8 @@
 //! together from the fragments of the modules that own the tables: the order's
 //! compare-and-set ([`orders::mark_paid_cte`]), the journal entry and the wallet
 //! ([`ledger::EntrySql`]; for a checkout, the entitlement too: [`catalog::grant_ctes`]), the
-//! order event and its `pg_notify` ([`events::record_cte`]), the inbox verdict and, for a
+//! order event and its `pg_notify` ([`events::record_cte`]), the agents' commissions
+//! ([`agents::commission_ctes`]), the inbox verdict and, for a
 //! late payment, its review. There is one such statement per order kind (see [`apply_sql`]).
 //! Concurrent copies of the same payment queue on the order row; the first commits, the
 //! others find it PAID and change nothing. The journal entry's unique cause would refuse a
@@ -30,6 +31,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::agents;
 use crate::catalog::{self, GrantSql};
 use crate::domain::{Channel, Money, OrderKind, OrderNo, OrderStatus, ReviewReason};
 use crate::error::{AppError, AppResult};
@@ -228,6 +230,8 @@ fn apply_sql(kind: OrderKind) -> String {
             .to_owned(),
         orders::mark_paid_cte("paid", "input", kind),
         booking,
+        // The agents' commissions, from the same row (nothing when the order has no agent).
+        agents::commission_ctes("commission", "paid"),
         events::record_cte(
             "event",
             "paid",
@@ -455,7 +459,9 @@ mod tests {
             "never the wallet"
         );
         for sql in [&recharge, &purchase] {
-            assert_eq!(sql.matches("INSERT INTO journal_entries").count(), 1);
+            // The booking and the agents' commissions.
+            assert_eq!(sql.matches("INSERT INTO journal_entries").count(), 2);
+            assert!(sql.contains("'commission:' || commission_due.order_no"));
             assert_eq!(sql.matches("INSERT INTO order_events").count(), 1);
         }
     }

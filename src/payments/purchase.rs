@@ -1,13 +1,15 @@
 //! Buying a product from the balance: the payment is a ledger entry (wallet → revenue), so the
 //! order is created PAID in the transaction that writes it. One transaction: the customer's
 //! row is locked (their purchases queue; nobody else's), the idempotency key is looked up,
-//! the order is written with what it was bought at, the entry is posted, the entitlement is
+//! the order is written with what it was bought at, the entry is posted (and the agents'
+//! commissions), the entitlement is
 //! granted or extended, and the order's event and the key are recorded. A wallet that holds
 //! too little refuses the entry (the database's `CHECK (balance >= 0)`), and the whole
 //! transaction with it: INSUFFICIENT_BALANCE, nothing changed.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
+use crate::agents;
 use crate::catalog::{self, Entitlement, Grant};
 use crate::domain::{IdempotencyKey, OrderStatus};
 use crate::error::{AppError, AppResult};
@@ -97,6 +99,7 @@ pub async fn purchase(
             },
         )
         .await?;
+        agents::commission::pay(conn, order.id).await?;
         let entitlement = catalog::grant(
             conn,
             &Grant {

@@ -31,6 +31,7 @@ use diesel::sql_types::{BigInt, Int4, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
 
+use crate::agents;
 use crate::audit;
 use crate::catalog;
 use crate::db::Pool;
@@ -423,6 +424,13 @@ pub async fn succeeded(
             ))
         })?;
     catalog::take_back_for_refund(conn, order.id, booked.refunded_amount).await?;
+    agents::commission::claw_back(
+        conn,
+        order.id,
+        refund.refund_no.as_str(),
+        booked.refunded_amount,
+    )
+    .await?;
     tracing::info!(refund_no = %refund.refund_no, order_no = %order.order_no, "refund succeeded");
     Ok(())
 }

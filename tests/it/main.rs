@@ -9,6 +9,7 @@
 )]
 
 mod accounts;
+mod agents;
 mod bills;
 mod catalog;
 mod gateway;

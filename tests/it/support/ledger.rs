@@ -32,6 +32,15 @@ struct Problem {
 ///   exactly the PROCESSING refunds;
 /// - an order's refunded amount is the sum of its SUCCEEDED refunds, and its status says
 ///   so (PAID: none, PARTIALLY_REFUNDED: some, REFUNDED: all).
+/// - a COMMISSION entry is the earning of a paid order (`commission:<order no>`) or the
+///   claw-back of a SUCCEEDED refund of it (`commission-refund:<refund no>`); it posts to
+///   the COMMISSION_EXPENSE account once and otherwise only to the commission accounts of
+///   agents on the order's agent path, one posting each;
+/// - on every paid order, each agent of its path earned `amount × (its rate − the rate of
+///   the next agent down the path, never below 0) / 10000` rounded down (today's rates:
+///   tests never change a rate) and, after claw-backs, holds that share of the part not
+///   refunded, rounded up (nothing after a full refund);
+/// - commission accounts (and the expense account) move only through COMMISSION entries.
 pub async fn assert_ledger_invariants(db: &TestDb) {
     let mut conn = db.connect().await;
     let sql = r#"
@@ -150,6 +159,46 @@ pub async fn assert_ledger_invariants(db: &TestDb) {
             OR (o.status = 'PAID' AND o.refunded_amount <> 0)
             OR (o.status = 'PARTIALLY_REFUNDED' AND NOT (o.refunded_amount > 0 AND o.refunded_amount < o.amount))
             OR (o.status = 'REFUNDED' AND o.refunded_amount <> o.amount)
+        UNION ALL
+        SELECT 'commission entry ' || e.cause || ' belongs to no paid order or succeeded refund of it'
+          FROM journal_entries e LEFT JOIN orders o ON o.id = e.order_id
+         WHERE e.kind = 'COMMISSION' AND NOT coalesce(
+               (e.cause = 'commission:' || o.order_no AND o.status IN ('PAID', 'PARTIALLY_REFUNDED', 'REFUNDED'))
+            OR EXISTS (SELECT 1 FROM refunds r WHERE r.order_id = o.id AND r.status = 'SUCCEEDED'
+                          AND e.cause = 'commission-refund:' || r.refund_no), false)
+        UNION ALL
+        SELECT 'commission entry ' || e.cause || ' posts outside the expense account and its order''s chain'
+          FROM journal_entries e JOIN orders o ON o.id = e.order_id
+         WHERE e.kind = 'COMMISSION' AND NOT (
+               (SELECT count(*) FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                 WHERE p.entry_id = e.id AND a.kind = 'COMMISSION_EXPENSE') = 1
+           AND NOT EXISTS (SELECT 1 FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+                            WHERE p.entry_id = e.id AND a.kind <> 'COMMISSION_EXPENSE'
+                              AND NOT (a.kind = 'COMMISSION_PAYABLE' AND a.agent_id = ANY (o.agent_path)))
+           AND (SELECT count(DISTINCT p.account_id) FROM postings p WHERE p.entry_id = e.id)
+             = (SELECT count(*) FROM postings p WHERE p.entry_id = e.id))
+        UNION ALL
+        SELECT 'order ' || x.order_no || ': agent ' || x.agent_id || ' earned ' || x.earned || ' and holds ' || x.holds
+               || ', expected ' || x.due || ' and ' || x.keep
+          FROM (SELECT c.order_no, c.agent_id, c.due,
+                       (c.due * (c.amount - c.refunded_amount) + c.amount - 1) / c.amount AS keep,
+                       coalesce((SELECT sum(p.amount) FROM journal_entries e JOIN postings p ON p.entry_id = e.id
+                                   JOIN ledger_accounts la ON la.id = p.account_id
+                                  WHERE e.cause = 'commission:' || c.order_no AND la.agent_id = c.agent_id), 0) AS earned,
+                       coalesce((SELECT sum(p.amount) FROM journal_entries e JOIN postings p ON p.entry_id = e.id
+                                   JOIN ledger_accounts la ON la.id = p.account_id
+                                  WHERE e.order_id = c.order_id AND e.kind = 'COMMISSION' AND la.agent_id = c.agent_id), 0) AS holds
+                  FROM (SELECT o.id AS order_id, o.order_no, o.amount, o.refunded_amount, p.agent_id,
+                               o.amount * greatest(a.commission_rate_bp - coalesce(lead(a.commission_rate_bp)
+                                   OVER (PARTITION BY o.id ORDER BY p.pos), 0), 0)::bigint / 10000 AS due
+                          FROM orders o CROSS JOIN LATERAL unnest(o.agent_path) WITH ORDINALITY AS p(agent_id, pos)
+                          JOIN agents a ON a.id = p.agent_id
+                         WHERE o.status IN ('PAID', 'PARTIALLY_REFUNDED', 'REFUNDED') AND o.amount > 0) c) x
+         WHERE x.earned <> x.due OR x.holds <> x.keep
+        UNION ALL
+        SELECT 'commission account ' || a.code || ' moved by a ' || e.kind || ' entry'
+          FROM postings p JOIN ledger_accounts a ON a.id = p.account_id JOIN journal_entries e ON e.id = p.entry_id
+         WHERE a.kind IN ('COMMISSION_PAYABLE', 'COMMISSION_EXPENSE') AND e.kind <> 'COMMISSION'
     "#;
     let problems: Vec<Problem> = diesel::sql_query(sql)
         .load(&mut conn)
