@@ -68,4 +68,5 @@ pub mod ledger;
 pub mod orders;
 pub mod payments;
 pub mod reconcile;
+pub mod sales;
 pub mod state;

@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod loaders;
 pub mod orders;
 mod qr;
+pub mod sales;
 pub mod scalars;
 pub mod users;
 
@@ -36,6 +37,7 @@ pub struct Query(
     catalog::CatalogQuery,
     users::UsersQuery,
     admin::AdminQuery,
+    sales::SalesQuery,
 );
 
 /// All mutations.
@@ -50,7 +52,7 @@ pub struct Mutation(
 
 /// All subscriptions.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(orders::OrdersSubscription);
+pub struct Subscription(orders::OrdersSubscription, sales::SalesSubscription);
 
 /// The Topup schema.
 pub type TopupSchema = Schema<Query, Mutation, Subscription>;

@@ -36,6 +36,7 @@ use crate::error::{AppError, AppResult};
 use crate::events::{self, EventKind, EventSql};
 use crate::ledger::{AccountSql, EntryKind, EntrySql, LegSql, SystemAccount};
 use crate::orders;
+use crate::sales;
 use notify::Verdict;
 use review::Review;
 
@@ -228,6 +229,8 @@ fn apply_sql(kind: OrderKind) -> String {
             .to_owned(),
         orders::mark_paid_cte("paid", "input", kind),
         booking,
+        // Counted for the sales reports, announced to live sales.
+        sales::pending_cte("sold", "paid", "paid.id", "paid.amount", "paid.paid_at"),
         events::record_cte(
             "event",
             "paid",
@@ -433,6 +436,7 @@ mod tests {
         for sql in [&recharge, &purchase] {
             assert_eq!(sql.matches("INSERT INTO journal_entries").count(), 1);
             assert_eq!(sql.matches("INSERT INTO order_events").count(), 1);
+            assert_eq!(sql.matches("INSERT INTO sales_pending").count(), 1);
         }
     }
 }
