@@ -50,9 +50,7 @@ async fn scalar(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
 
 async fn timed(conn: &mut AsyncPgConnection, what: &str, sql: &str) {
     let t = Instant::now();
-    conn.batch_execute(sql)
-        .await
-        .expect(what);
+    conn.batch_execute(sql).await.expect(what);
     println!("  {what}: {:.1} s", t.elapsed().as_secs_f64());
 }
 
@@ -113,7 +111,7 @@ async fn seed(conn: &mut AsyncPgConnection, orders: i64) {
                 CASE WHEN g % 4 = 0 THEN p.id END, CASE WHEN g % 4 = 0 THEN p.name END, \
                 CASE WHEN g % 4 = 0 THEN p.price END, CASE WHEN g % 4 = 0 THEN 1 END, \
                 c.agent_id, c.sales_user_id, t.at, t.at \
-           FROM generate_series(1, {orders}) g \
+           FROM generate_series(1::bigint, {orders}) g \
            CROSS JOIN LATERAL (SELECT now() - ((g * 7919) % (365 * 86400)) * interval '1 second' AS at) t \
            JOIN users c ON c.email = 'c' || (1 + (g * 31) % 100000) || '@bench.test' \
            JOIN products p ON p.sku = 'bench-' || (1 + g % 5)"

@@ -7,6 +7,10 @@
 //! the hub (re)starts listening it tells subscribers to re-read what they watch
 //! ([`HubMessage::Resync`]), since notifications sent while nobody listened are lost. An idle
 //! listening connection is probed, so a silently dead one is noticed within a minute.
+//!
+//! The same connection listens to sales ([`SALES_CHANNEL`], sent with each pending sales
+//! row) and agent moves ([`TREE_CHANNEL`]), handed to live sales on a channel of their own
+//! ([`EventHub::subscribe_sales`]), so one LISTEN per instance serves both.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
