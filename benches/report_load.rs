@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench --bench report_load` (a database on `BENCH_DATABASE_URL`, default the
 //! local PostgreSQL; dropped afterwards unless `BENCH_KEEP=1`). `BENCH_ORDERS` (default
-//! 1000000) and `BENCH_RUNS` (default 30 per shape) scale it.
+//! 1000000) and `BENCH_RUNS` (default 20 per shape); `BENCH_REUSE=<database>` measures a database an
+//! earlier run kept instead of seeding one scale it.
 #![expect(
     clippy::expect_used,
     clippy::print_stdout,
@@ -162,31 +163,47 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() {
     let orders = env_or("BENCH_ORDERS", 1_000_000);
-    let runs = env_or("BENCH_RUNS", 30);
+    let runs = env_or("BENCH_RUNS", 20);
     let base = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("topup_bench_reports_{}", std::process::id());
+    // BENCH_REUSE=<database>: measure a database seeded (and kept) by an earlier run.
+    let reuse = std::env::var("BENCH_REUSE").ok();
+    let name = reuse
+        .clone()
+        .unwrap_or_else(|| format!("topup_bench_reports_{}", std::process::id()));
     let mut admin = AsyncPgConnection::establish(&base).await.expect("connect");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
+    if reuse.is_none() {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+    }
     let mut url = url::Url::parse(&base).expect("BENCH_DATABASE_URL");
     url.set_path(&format!("/{name}"));
     topup::db::migrate(url.as_str()).await.expect("migrate");
     let mut conn = AsyncPgConnection::establish(url.as_str())
         .await
         .expect("connect");
-    seed(&mut conn, orders).await;
+    if reuse.is_none() {
+        seed(&mut conn, orders).await;
+    }
 
     // The scopes: everything, a top-level agent (a tenth of all sales), a level-3 agent, a
     // leaf, a sales user.
-    let root = scalar(&mut conn, "SELECT id AS n FROM agents WHERE name = 'L1-1'").await;
-    let mid = scalar(&mut conn, "SELECT id AS n FROM agents WHERE name = 'L3-1'").await;
-    let leaf = scalar(&mut conn, "SELECT id AS n FROM agents WHERE name = 'L6-1'").await;
+    // The busiest agent of levels 1, 3 and 6, and the busiest sales user.
+    let busiest = |level: u8| {
+        format!(
+            "SELECT a.id AS n FROM orders o JOIN agents a ON a.id = o.agent_path[{level}] \
+              WHERE a.name LIKE 'L{level}-%' GROUP BY a.id ORDER BY count(*) DESC LIMIT 1"
+        )
+    };
+    let root = scalar(&mut conn, &busiest(1)).await;
+    let mid = scalar(&mut conn, &busiest(3)).await;
+    let leaf = scalar(&mut conn, &busiest(6)).await;
     let sales = scalar(
         &mut conn,
-        "SELECT id AS n FROM users WHERE email = 'sales1@bench.test'",
+        "SELECT sales_user_id AS n FROM orders WHERE sales_user_id IS NOT NULL \
+          GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
     )
     .await;
     let leaf_orders = scalar(

@@ -40,12 +40,17 @@ CREATE TABLE sales_rollup (
 
 -- The rollup rows a pending row stands for (the day still as a time: the zone is a
 -- setting). The one spelling of how an order is counted, used by the folder and by reports.
+-- Each pending row looks up its own order (LATERAL ... OFFSET 0 keeps it a lookup by
+-- primary key): the cost follows the pending rows, never the orders table, whatever the
+-- statistics of a table that is filled and emptied all day say.
 CREATE VIEW sales_pending_rows AS
 WITH facts AS (
     SELECT p.id AS pending_id, p.at, p.orders, p.amount, p.refunded,
            o.agent_path AS path, o.sales_user_id,
            o.kind || '|' || coalesce(o.channel, 'BALANCE') || '|' || coalesce(o.product_id::text, '') AS item
-      FROM sales_pending p JOIN orders o ON o.id = p.order_id
+      FROM sales_pending p
+     CROSS JOIN LATERAL (SELECT agent_path, sales_user_id, kind, channel, product_id
+                           FROM orders WHERE orders.id = p.order_id OFFSET 0) o
 ), scoped AS (
     SELECT f.*, 'ALL'::text AS scope, 0::bigint AS scope_id,
            coalesce(f.path[1]::text, 'NONE') AS agent_key
