@@ -294,8 +294,12 @@ impl Application {
             )
             .start()
         });
+        // The folder works on a connection of its own, so background folding never takes
+        // a connection from requests (nor counts in their statements).
+        let folder_pool = db::pool(database.url().expose(), 1, Duration::from_secs(10))
+            .map_err(|e| std::io::Error::other(format!("sales folder pool: {e}")))?;
         let folder = Folder::start(
-            state.pool.clone(),
+            folder_pool,
             state.config.sales.time_zone.clone(),
             state.config.sales.rollup_interval,
         );
