@@ -24,6 +24,7 @@ use crate::graphql::{self, TopupSchema};
 use crate::http;
 use crate::orders::Cashier;
 use crate::reconcile::Reconciler;
+use crate::sales::{self, live::LiveSales, rollup::Folder};
 use crate::state::AppState;
 
 /// The real bill-download gateway, used with a real pay gateway unless configured.
@@ -158,6 +159,18 @@ impl Application {
             Duration::from_secs(10),
             &sql_statements,
         )?;
+        {
+            let mut conn = pool
+                .get()
+                .await
+                .map_err(|e| StartError::Io(format!("database: {e}")))?;
+            sales::check_time_zone(&mut conn, &config.sales.time_zone)
+                .await
+                .map_err(|problem| ConfigError {
+                    name: "TOPUP_REPORT_TIME_ZONE",
+                    problem,
+                })?;
+        }
         let secret = tokens::load_or_create_secret(config.jwt_secret.as_ref(), &config.data_dir)
             .map_err(|e| {
                 StartError::Io(format!("JWT secret in {}: {e}", config.data_dir.display()))
@@ -188,6 +201,7 @@ impl Application {
         let (gateway, sandbox, gateway_kind) = gateway(&config, local_addr, &public_url)?;
 
         let hub = EventHub::start(url.clone(), pool.clone());
+        let live_sales = LiveSales::start(pool.clone(), hub.subscribe_sales());
         let loader = DataLoader::new(TopupLoader::new(pool.clone()), tokio::spawn);
         loader.enable_all_cache(false);
         let state = Arc::new(AppState {
@@ -202,6 +216,7 @@ impl Application {
             pool,
             public_url,
             hub,
+            live_sales,
             sql_statements,
         });
         crate::telemetry::install();
@@ -284,9 +299,19 @@ impl Application {
             )
             .start()
         });
+        // The folder works on a connection of its own, so background folding never takes
+        // a connection from requests (nor counts in their statements).
+        let folder_pool = db::pool(database.url().expose(), 1, Duration::from_secs(10))
+            .map_err(|e| std::io::Error::other(format!("sales folder pool: {e}")))?;
+        let folder = Folder::start(
+            folder_pool,
+            state.config.sales.time_zone.clone(),
+            state.config.sales.rollup_interval,
+        );
         // The reconciler stops first, while the in-process sandbox still answers it.
         let shutdown = async move {
             shutdown.await;
+            folder.shutdown().await;
             if let Some(reconciler) = reconciler {
                 reconciler.shutdown(Duration::from_secs(10)).await;
             }
@@ -294,6 +319,7 @@ impl Application {
         let served = poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(route, shutdown, Some(Duration::from_secs(10)))
             .await;
+        state.live_sales.shutdown();
         state.hub.shutdown();
         if let Some(sandbox) = sandbox {
             sandbox.shutdown();

@@ -210,6 +210,18 @@ pub struct Config {
     pub graphiql: bool,
     /// `TOPUP_INTROSPECTION`: answer introspection queries (GraphiQL needs them).
     pub introspection: bool,
+    pub sales: SalesSettings,
+}
+
+/// Sales reports and their rollup.
+#[derive(Debug, Clone)]
+pub struct SalesSettings {
+    /// `TOPUP_REPORT_TIME_ZONE`: the IANA zone whose calendar days (weeks from Monday,
+    /// months) reports count in; checked against PostgreSQL at start-up.
+    pub time_zone: String,
+    /// `TOPUP_ROLLUP_INTERVAL_MS`: how often each instance folds pending sales into the
+    /// rollup (reports are exact either way; this only moves work).
+    pub rollup_interval: Duration,
 }
 
 impl Config {
@@ -294,8 +306,35 @@ impl Config {
             reconcile,
             graphiql,
             introspection,
+            sales: sales_settings(&get)?,
         })
     }
+}
+
+fn sales_settings(get: &impl Fn(&str) -> Option<String>) -> Result<SalesSettings, ConfigError> {
+    let time_zone = get("TOPUP_REPORT_TIME_ZONE")
+        .map(|z| z.trim().to_owned())
+        .unwrap_or_else(|| "Asia/Shanghai".into());
+    if !time_zone
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
+    {
+        return Err(ConfigError {
+            name: "TOPUP_REPORT_TIME_ZONE",
+            problem: format!("{time_zone:?} is not a time zone name (like Asia/Shanghai)"),
+        });
+    }
+    let interval: u64 = parse_or(get, "TOPUP_ROLLUP_INTERVAL_MS", 1000u64)?;
+    if interval == 0 {
+        return Err(ConfigError {
+            name: "TOPUP_ROLLUP_INTERVAL_MS",
+            problem: "must be at least 1".into(),
+        });
+    }
+    Ok(SalesSettings {
+        time_zone,
+        rollup_interval: Duration::from_millis(interval),
+    })
 }
 
 fn reconcile_settings(

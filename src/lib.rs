@@ -68,5 +68,6 @@ pub mod ledger;
 pub mod orders;
 pub mod payments;
 pub mod reconcile;
+pub mod sales;
 pub mod state;
 pub mod telemetry;

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::db::{Pool, StatementCounter};
 use crate::events::EventHub;
 use crate::orders::Cashier;
+use crate::sales::live::LiveSales;
 
 /// The shared state of one Topup instance.
 pub struct AppState {
@@ -23,6 +24,8 @@ pub struct AppState {
     pub cashier: Cashier,
     /// This instance's order-event listener.
     pub hub: EventHub,
+    /// This instance's live-sales fan-out (fed by the hub).
+    pub live_sales: LiveSales,
     /// The SQL statements the pool's connections have sent.
     pub sql_statements: StatementCounter,
 }

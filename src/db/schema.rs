@@ -329,6 +329,31 @@ diesel::joinable!(gateway_calls -> orders (order_id));
 diesel::joinable!(gateway_calls -> refunds (refund_id));
 diesel::joinable!(reconciliation_differences -> reconciliation_runs (run_id));
 
+diesel::table! {
+    sales_pending (id) {
+        id -> Int8,
+        order_id -> Int8,
+        refund_id -> Nullable<Int8>,
+        at -> Timestamptz,
+        orders -> Int4,
+        amount -> Int8,
+        refunded -> Int8,
+    }
+}
+
+diesel::table! {
+    sales_rollup (scope, scope_id, dim, day, key) {
+        scope -> Text,
+        scope_id -> Int8,
+        dim -> Text,
+        day -> Date,
+        key -> Text,
+        orders -> Int8,
+        amount -> Int8,
+        refunded -> Int8,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     agents,
     agent_tree,
@@ -351,5 +376,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     gateway_calls,
     reconciliation_runs,
-    reconciliation_differences
+    reconciliation_differences,
+    sales_pending,
+    sales_rollup
 );

@@ -7,6 +7,10 @@
 //! the hub (re)starts listening it tells subscribers to re-read what they watch
 //! ([`HubMessage::Resync`]), since notifications sent while nobody listened are lost. An idle
 //! listening connection is probed, so a silently dead one is noticed within a minute.
+//!
+//! The same connection listens to sales ([`SALES_CHANNEL`], sent with each pending sales
+//! row) and agent moves ([`TREE_CHANNEL`]), handed to live sales on a channel of their own
+//! ([`EventHub::subscribe_sales`]), so one LISTEN per instance serves both.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -14,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
@@ -26,6 +30,14 @@ use crate::error::AppResult;
 
 /// The NOTIFY channel; the payload is an `order_events.id`.
 pub const CHANNEL: &str = "topup_order_events";
+
+/// The NOTIFY channel of sales (sent with each `sales_pending` row): the payload is the
+/// order's id for a payment, `<order id>:<refund id>` for a successful refund.
+pub const SALES_CHANNEL: &str = "topup_sales";
+
+/// The NOTIFY channel of agent moves (sent by the `agents_move` trigger): the payload is
+/// the moved agent's id.
+pub const TREE_CHANNEL: &str = "topup_agent_tree";
 
 /// How many events a slow subscriber may fall behind before it must re-read.
 const BUFFER: usize = 4096;
@@ -87,6 +99,40 @@ pub enum HubMessage {
     Event(Arc<OrderEvent>),
     /// Events may have been missed: re-read the current state.
     Resync,
+}
+
+/// What the hub broadcasts to live sales (a channel of its own, so order subscribers never
+/// wake up for sales and the other way round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SalesMessage {
+    /// A committed sale (a payment or a successful refund).
+    Sale(SaleNotice),
+    /// A committed move of this agent (and its subtree) in the tree.
+    TreeMoved(i64),
+    /// Sales or moves may have been missed (the listener reconnected).
+    Resync,
+}
+
+/// A committed sale as announced on [`SALES_CHANNEL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaleNotice {
+    pub order_id: i64,
+    /// The refund, for a successful refund; `None` for a payment.
+    pub refund_id: Option<i64>,
+}
+
+impl SaleNotice {
+    /// Reads a notification's payload.
+    pub fn parse(payload: &str) -> Option<SaleNotice> {
+        let (order, refund) = match payload.split_once(':') {
+            Some((order, refund)) => (order, Some(refund.parse().ok()?)),
+            None => (payload, None),
+        };
+        Some(SaleNotice {
+            order_id: order.parse().ok()?,
+            refund_id: refund,
+        })
+    }
 }
 
 /// The columns of an event as SQL expressions over the row of a statement's source.
@@ -186,6 +232,7 @@ pub async fn load(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult<Vec<Or
 /// One instance's listener and fan-out.
 pub struct EventHub {
     tx: broadcast::Sender<HubMessage>,
+    sales: broadcast::Sender<SalesMessage>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -193,13 +240,26 @@ impl EventHub {
     /// Starts listening (on a connection of its own, outside the pool) and fanning out.
     pub fn start(database_url: Secret, pool: Pool) -> EventHub {
         let (tx, _) = broadcast::channel(BUFFER);
-        let task = tokio::spawn(listen_forever(database_url, pool, tx.clone()));
-        EventHub { tx, task }
+        let (sales, _) = broadcast::channel(BUFFER);
+        let task = tokio::spawn(listen_forever(
+            database_url,
+            pool,
+            Senders {
+                events: tx.clone(),
+                sales: sales.clone(),
+            },
+        ));
+        EventHub { tx, sales, task }
     }
 
     /// A receiver of every event committed from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
         self.tx.subscribe()
+    }
+
+    /// A receiver of every sale and agent move committed from now on.
+    pub fn subscribe_sales(&self) -> broadcast::Receiver<SalesMessage> {
+        self.sales.subscribe()
     }
 
     /// Stops listening; subscribers see the stream end.
@@ -214,19 +274,27 @@ impl Drop for EventHub {
     }
 }
 
-async fn listen_forever(url: Secret, pool: Pool, tx: broadcast::Sender<HubMessage>) {
+struct Senders {
+    events: broadcast::Sender<HubMessage>,
+    sales: broadcast::Sender<SalesMessage>,
+}
+
+async fn listen_forever(url: Secret, pool: Pool, tx: Senders) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match AsyncPgConnection::establish(url.expose()).await {
             Ok(mut conn) => {
-                let listening = diesel::sql_query(format!("LISTEN {CHANNEL}"))
-                    .execute(&mut conn)
+                let listening = conn
+                    .batch_execute(&format!(
+                        "LISTEN {CHANNEL}; LISTEN {SALES_CHANNEL}; LISTEN {TREE_CHANNEL}"
+                    ))
                     .await;
                 match listening {
                     Ok(_) => {
                         tracing::debug!("event listener listening");
                         // Subscribers that started before this point may have missed events.
-                        let _ = tx.send(HubMessage::Resync);
+                        let _ = tx.events.send(HubMessage::Resync);
+                        let _ = tx.sales.send(SalesMessage::Resync);
                         backoff = Duration::from_millis(100);
                         pump(&mut conn, &pool, &tx).await;
                         tracing::warn!("event listener connection lost");
@@ -243,7 +311,8 @@ async fn listen_forever(url: Secret, pool: Pool, tx: broadcast::Sender<HubMessag
 
 /// Forwards notifications until the connection ends or fails a probe. Notifications that
 /// arrive together are read with one query.
-async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, tx: &broadcast::Sender<HubMessage>) {
+async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, senders: &Senders) {
+    let tx = &senders.events;
     loop {
         // The stream buffers everything the connection received, so dropping it to probe
         // the connection loses nothing.
@@ -266,6 +335,16 @@ async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, tx: &broadcast::Sender<
         let mut ids = Vec::with_capacity(batch.len());
         for item in batch {
             match item {
+                Ok(n) if n.channel == SALES_CHANNEL => {
+                    if let Some(sale) = SaleNotice::parse(&n.payload) {
+                        let _ = senders.sales.send(SalesMessage::Sale(sale));
+                    }
+                }
+                Ok(n) if n.channel == TREE_CHANNEL => {
+                    if let Ok(id) = n.payload.parse::<i64>() {
+                        let _ = senders.sales.send(SalesMessage::TreeMoved(id));
+                    }
+                }
                 Ok(n) => {
                     if let Ok(id) = n.payload.parse::<i64>() {
                         ids.push(id);

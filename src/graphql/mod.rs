@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod loaders;
 pub mod orders;
 mod qr;
+pub mod sales;
 pub mod scalars;
 mod telemetry;
 pub mod users;
@@ -39,6 +40,7 @@ pub struct Query(
     users::UsersQuery,
     admin::AdminQuery,
     agents::AgentsQuery,
+    sales::SalesQuery,
 );
 
 /// All mutations.
@@ -54,7 +56,7 @@ pub struct Mutation(
 
 /// All subscriptions.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(orders::OrdersSubscription);
+pub struct Subscription(orders::OrdersSubscription, sales::SalesSubscription);
 
 /// The Topup schema.
 pub type TopupSchema = Schema<Query, Mutation, Subscription>;

@@ -327,7 +327,7 @@ pub fn mark_paid_cte(name: &str, input: &str, kind: OrderKind) -> String {
             AND o.amount = {input}.amount AND o.status IN ({sources}) \
             AND ({input}.channel IS NULL OR o.channel = {input}.channel) \
       RETURNING o.id, o.order_no, o.user_id, o.amount, o.channel, o.review_reason, \
-                o.product_id, o.quantity, o.period_days, o.agent_path)",
+                o.product_id, o.quantity, o.period_days, o.agent_path, o.paid_at)",
         after_close = ReviewReason::PaidAfterClose,
         after_failure = ReviewReason::PaidAfterFailure,
     )

@@ -38,6 +38,7 @@ use crate::error::{AppError, AppResult};
 use crate::events::{self, EventKind, EventSql};
 use crate::ledger::{AccountSql, EntryKind, EntrySql, LegSql, SystemAccount};
 use crate::orders;
+use crate::sales;
 use notify::Verdict;
 use review::Review;
 
@@ -232,6 +233,8 @@ fn apply_sql(kind: OrderKind) -> String {
         booking,
         // The agents' commissions, from the same row (nothing when the order has no agent).
         agents::commission_ctes("commission", "paid"),
+        // Counted for the sales reports, announced to live sales.
+        sales::pending_cte("sold", "paid", "paid.id", "paid.amount", "paid.paid_at"),
         events::record_cte(
             "event",
             "paid",
@@ -463,6 +466,7 @@ mod tests {
             assert_eq!(sql.matches("INSERT INTO journal_entries").count(), 2);
             assert!(sql.contains("'commission:' || commission_due.order_no"));
             assert_eq!(sql.matches("INSERT INTO order_events").count(), 1);
+            assert_eq!(sql.matches("INSERT INTO sales_pending").count(), 1);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! too little refuses the entry (the database's `CHECK (balance >= 0)`), and the whole
 //! transaction with it: INSUFFICIENT_BALANCE, nothing changed.
 
+use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 use crate::agents;
@@ -16,6 +17,7 @@ use crate::error::{AppError, AppResult};
 use crate::events::{self, EventKind};
 use crate::ledger::{self, Account, Entry, EntryKind, SystemAccount};
 use crate::orders::{self, Order, WalletPurchase, idempotency};
+use crate::sales;
 
 /// What a customer buys from their balance.
 #[derive(Debug, Clone)]
@@ -118,6 +120,13 @@ pub async fn purchase(
             EventKind::Paid,
             OrderStatus::Paid,
             Some(FROM_BALANCE),
+        )
+        .await?;
+        sales::record_payment(
+            conn,
+            order.id,
+            amount,
+            order.paid_at.unwrap_or_else(Utc::now),
         )
         .await?;
         idempotency::remember(conn, request.user_id, key, &fingerprint, order.id).await?;

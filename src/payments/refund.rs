@@ -44,6 +44,7 @@ use crate::gateway::swiftpass::{self, Client, GatewayError, RefundRef};
 use crate::gateway_calls::{self, CallAbout};
 use crate::ledger::{self, Account, Entry, EntryKind, SystemAccount};
 use crate::orders::{self, Order, refunded};
+use crate::sales;
 
 /// The longest refund reason.
 const MAX_REASON: usize = 200;
@@ -429,6 +430,14 @@ pub async fn succeeded(
         order.id,
         refund.refund_no.as_str(),
         booked.refunded_amount,
+    )
+    .await?;
+    sales::record_refund(
+        conn,
+        order.id,
+        refund.id,
+        refund.amount,
+        refund.finished_at.unwrap_or_else(Utc::now),
     )
     .await?;
     tracing::info!(refund_no = %refund.refund_no, order_no = %order.order_no, "refund succeeded");

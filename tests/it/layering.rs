@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("audit", 2),
     ("catalog", 2),
     ("agents", 2),
+    ("sales", 2),
     ("gateway_calls", 2),
     ("reconcile", 2),
     ("domain", 1),

@@ -23,6 +23,7 @@ mod offline;
 mod recharge;
 mod reconcile;
 mod refunds;
+mod sales;
 mod schema;
 mod support;
 mod ws;
