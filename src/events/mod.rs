@@ -366,7 +366,11 @@ async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, senders: &Senders) {
         match loaded {
             Ok(events) => {
                 for event in events {
-                    let _ = tx.send(HubMessage::Event(Arc::new(event)));
+                    let receivers = tx.send(HubMessage::Event(Arc::new(event))).unwrap_or(0);
+                    metrics::counter!("topup_events_received_total", "channel" => "orders")
+                        .increment(1);
+                    metrics::counter!("topup_events_fanned_out_total", "channel" => "orders")
+                        .increment(receivers as u64);
                 }
             }
             Err(_) => {

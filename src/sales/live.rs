@@ -195,7 +195,11 @@ async fn dispatch(
                 };
                 match loaded {
                     Ok(Some(sale)) => {
-                        let _ = tx.send(LiveMessage::Sale(Arc::new(sale)));
+                        let receivers = tx.send(LiveMessage::Sale(Arc::new(sale))).unwrap_or(0);
+                        metrics::counter!("topup_events_received_total", "channel" => "sales")
+                            .increment(1);
+                        metrics::counter!("topup_events_fanned_out_total", "channel" => "sales")
+                            .increment(receivers as u64);
                     }
                     Ok(None) => {}
                     Err(e) => {

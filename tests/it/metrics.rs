@@ -140,6 +140,12 @@ async fn metrics_count_requests_operations_payments_gateway_calls_and_connection
             &[("service", "pay.weixin.native")]
         ) >= 1.0
     );
+    assert!(grew("topup_events_received_total", &[("channel", "orders")]) >= 1.0);
+    assert!(
+        after
+            .keys()
+            .any(|k| k.starts_with("topup_events_fanned_out_total"))
+    );
     assert!(sum(&after, "topup_websocket_connections_open", &[]) >= 1.0);
     assert!(sum(&after, "topup_graphql_subscriptions_open", &[]) >= 1.0);
     assert!(sum(&after, "topup_db_pool_max", &[]) >= 1.0);
