@@ -99,8 +99,10 @@ pub enum GatewayKind {
         base: String,
         /// The merchant number it accepts.
         mch_id: String,
-        /// Its MD5 key (generated unless configured; it is not a real secret).
-        key: String,
+        /// Its MD5 key (generated, or the public test key; never a real merchant's).
+        key: Secret,
+        /// Where the key is written for the developer (mode 0600); never printed.
+        key_file: std::path::PathBuf,
     },
 }
 
@@ -127,6 +129,8 @@ struct Built {
 impl Application {
     /// Prepares the database and binds `config.listen` (port 0 picks a free port).
     pub async fn build(config: Config) -> Result<Application, StartError> {
+        // Refused before anything starts: a production setting without a gateway.
+        config.sandbox_mode()?;
         let database = Database::resolve(&config).await?;
         match Self::build_on(config, &database).await {
             Ok(built) => Ok(Application {
@@ -158,10 +162,15 @@ impl Application {
             Duration::from_secs(10),
             &sql_statements,
         )?;
-        let secret = tokens::load_or_create_secret(config.jwt_secret.as_ref(), &config.data_dir)
-            .map_err(|e| {
-                StartError::Io(format!("JWT secret in {}: {e}", config.data_dir.display()))
-            })?;
+        let secret = {
+            let mut conn = pool
+                .get()
+                .await
+                .map_err(|e| StartError::Io(format!("JWT secret: {e}")))?;
+            tokens::shared_secret(&mut conn, config.jwt_secret.as_ref())
+                .await
+                .map_err(|e| StartError::Io(format!("JWT secret: {}", e.message())))?
+        };
 
         let acceptor = TcpListener::bind(config.listen)
             .into_acceptor()
@@ -191,7 +200,7 @@ impl Application {
         let loader = DataLoader::new(TopupLoader::new(pool.clone()), tokio::spawn);
         loader.enable_all_cache(false);
         let state = Arc::new(AppState {
-            jwt: JwtKeys::new(&secret),
+            jwt: JwtKeys::new(&secret, config.jwt_secret_previous.as_ref()),
             cashier: Cashier {
                 gateway,
                 notify_url,
@@ -248,12 +257,24 @@ impl Application {
         };
         let gateway = match &self.gateway_kind {
             GatewayKind::Remote { url, mch_id } => format!("SwiftPass at {url} (mch_id {mch_id})"),
-            GatewayKind::Sandbox { base, mch_id, key } => {
-                format!("in-process SwiftPass sandbox at {base} (mch_id {mch_id}, MD5 key {key})")
+            GatewayKind::Sandbox {
+                base,
+                mch_id,
+                key_file,
+                ..
+            } => format!(
+                "in-process SwiftPass sandbox at {base} (mch_id {mch_id}, MD5 key in {})",
+                key_file.display()
+            ),
+        };
+        let mode = match self.gateway_kind {
+            GatewayKind::Sandbox { .. } => {
+                " in SANDBOX mode: payments are simulated, anyone can pay any order; never for production"
             }
+            GatewayKind::Remote { .. } => "",
         };
         format!(
-            "Topup is serving\n  GraphiQL:  {}graphql\n  data:      {} ({db})\n  gateway:   {gateway}\n",
+            "Topup is serving{mode}\n  GraphiQL:  {}graphql\n  data:      {} ({db})\n  gateway:   {gateway}\n",
             self.state.public_url,
             self.state.config.data_dir.display(),
         )
@@ -313,7 +334,13 @@ fn gateway(
             format!("unknown sign type {:?}", sp.sign_type),
         )
     })?;
-    if let Some(url) = &sp.gateway_url {
+    if !config.sandbox_mode()? {
+        let url = sp.gateway_url.as_ref().ok_or_else(|| {
+            setting(
+                "SWIFTPASS_GATEWAY_URL",
+                "required when the sandbox is off".into(),
+            )
+        })?;
         let (client, mch_id) = remote(config, url)?;
         let kind = GatewayKind::Remote {
             url: url.clone(),
@@ -336,10 +363,14 @@ fn gateway(
         .mch_id
         .clone()
         .unwrap_or_else(|| format!("755{:07}", rng.random_range(0..10_000_000u32)));
+    // `sandbox_mode` let through only the public test key.
     let key = match &sp.key {
         Some(k) => k.expose().to_string(),
         None => hex::encode(rng.random::<[u8; 16]>()),
     };
+    let key_file = config.data_dir.join("sandbox-md5-key");
+    write_private(&key_file, &key)
+        .map_err(|e| StartError::Io(format!("{}: {e}", key_file.display())))?;
     let base = format!("{public_url}sandbox");
     let sandbox = Sandbox::new(SandboxConfig {
         mch_id: mch_id.clone(),
@@ -362,11 +393,38 @@ fn gateway(
         local("download/gateway")?,
         credentials,
     )?;
+    tracing::warn!(
+        sandbox = %base,
+        "SANDBOX: payments are simulated; anyone can pay any order at /sandbox"
+    );
     Ok((
         client,
         Some(sandbox),
-        GatewayKind::Sandbox { base, mch_id, key },
+        GatewayKind::Sandbox {
+            base,
+            mch_id,
+            key: Secret::new(key),
+            key_file,
+        },
     ))
+}
+
+/// Writes a file only its owner may read (mode 0600), replacing what was there.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An older file keeps its mode through `open`: narrow it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }
 
 /// The SwiftPass client of a configured gateway (`SWIFTPASS_GATEWAY_URL`), for the
@@ -381,7 +439,8 @@ pub fn gateway_client(config: &Config) -> Result<Client, StartError> {
         .ok_or_else(|| ConfigError {
             name: "SWIFTPASS_GATEWAY_URL",
             problem: "required here (a running `topup serve` in dev mode answers at \
-                  <its URL>/sandbox/pay/gateway, with the merchant number and key of its banner)"
+                  <its URL>/sandbox/pay/gateway, with the merchant number of its banner and the key in its \
+                  data folder's sandbox-md5-key)"
                 .into(),
         })?;
     Ok(remote(config, url)?.0)

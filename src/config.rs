@@ -199,9 +199,16 @@ pub struct Config {
     pub public_url: Option<Url>,
     /// `TOPUP_DATA_DIR`: the private cluster and the generated JWT secret live here.
     pub data_dir: PathBuf,
-    /// `TOPUP_JWT_SECRET`: the HS256 key; generated into the data folder when unset.
+    /// `TOPUP_JWT_SECRET`: the HS256 key (at least 32 bytes); generated once into the
+    /// database when unset, so every instance on it shares one.
     pub jwt_secret: Option<Secret>,
+    /// `TOPUP_JWT_SECRET_PREVIOUS`: the key before a rotation; tokens it signed are still
+    /// accepted (until they expire, 15 minutes at most). Remove it after that.
+    pub jwt_secret_previous: Option<Secret>,
     pub swiftpass: SwiftpassSettings,
+    /// `TOPUP_SANDBOX`: `Some(true)` asks for the in-process sandbox, `Some(false)` forbids
+    /// it; unset leaves it to [`Config::sandbox_mode`] (zero-configuration only).
+    pub sandbox: Option<bool>,
     /// `TOPUP_SANDBOX_TIME_SCALE`: multiplies the in-process sandbox's notify schedule.
     pub sandbox_time_scale: f64,
     pub recharge: RechargeSettings,
@@ -256,7 +263,11 @@ impl Config {
             data_dir: get("TOPUP_DATA_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(".topup")),
-            jwt_secret: secret("TOPUP_JWT_SECRET"),
+            jwt_secret: jwt_secret(secret("TOPUP_JWT_SECRET"), "TOPUP_JWT_SECRET")?,
+            jwt_secret_previous: jwt_secret(
+                secret("TOPUP_JWT_SECRET_PREVIOUS"),
+                "TOPUP_JWT_SECRET_PREVIOUS",
+            )?,
             swiftpass: SwiftpassSettings {
                 gateway_url: parse_opt(&get, "SWIFTPASS_GATEWAY_URL")?,
                 download_url: parse_opt(&get, "SWIFTPASS_DOWNLOAD_URL")?,
@@ -271,6 +282,13 @@ impl Config {
                     10_000u64,
                 )?),
             },
+            sandbox: get("TOPUP_SANDBOX")
+                .map(|v| parse_bool(&v))
+                .transpose()
+                .map_err(|problem| ConfigError {
+                    name: "TOPUP_SANDBOX",
+                    problem,
+                })?,
             sandbox_time_scale: time_scale,
             recharge: RechargeSettings {
                 min_amount,
@@ -280,6 +298,104 @@ impl Config {
             },
             reconcile,
         })
+    }
+}
+
+/// The public SwiftPass test merchant's MD5 key (from the protocol's documentation): the only
+/// configured key the in-process sandbox signs with, since it is no one's real key.
+pub const PUBLIC_TEST_KEY: &str = "9d101c97133837e13dde2d32a5054abb";
+
+impl Config {
+    /// Whether `serve` runs the in-process SwiftPass sandbox, or why it cannot start.
+    ///
+    /// The sandbox pays any order on request, so it never runs by accident: it is on with
+    /// `TOPUP_SANDBOX=1`, or in zero-configuration mode (no `DATABASE_URL`, no
+    /// `SWIFTPASS_GATEWAY_URL`, no `TOPUP_PUBLIC_URL`, a loopback `TOPUP_LISTEN`). Anything
+    /// else without a gateway URL is a start-up error naming the setting. A sandbox never
+    /// signs with a configured merchant key (only with the public test key).
+    pub fn sandbox_mode(&self) -> Result<bool, ConfigError> {
+        let sp = &self.swiftpass;
+        if sp.gateway_url.is_some() {
+            if self.sandbox == Some(true) {
+                return Err(ConfigError {
+                    name: "TOPUP_SANDBOX",
+                    problem: "the in-process sandbox replaces the gateway: unset \
+                              SWIFTPASS_GATEWAY_URL or TOPUP_SANDBOX"
+                        .into(),
+                });
+            }
+            return Ok(false);
+        }
+        let on = match self.sandbox {
+            Some(asked) => asked,
+            None => {
+                self.database_url.is_none()
+                    && self.public_url.is_none()
+                    && self.listen.ip().is_loopback()
+            }
+        };
+        if !on {
+            let why = match self.sandbox {
+                Some(false) => "TOPUP_SANDBOX is off".to_string(),
+                _ => {
+                    let mut set = Vec::new();
+                    if self.database_url.is_some() {
+                        set.push("DATABASE_URL");
+                    }
+                    if self.public_url.is_some() {
+                        set.push("TOPUP_PUBLIC_URL");
+                    }
+                    if !self.listen.ip().is_loopback() {
+                        set.push("a non-loopback TOPUP_LISTEN");
+                    }
+                    format!("{} set, so this is not a local trial", set.join(", "))
+                }
+            };
+            return Err(ConfigError {
+                name: "SWIFTPASS_GATEWAY_URL",
+                problem: format!(
+                    "required: {why}, and the in-process sandbox (which pays any order on \
+                     request) only runs in zero-configuration mode or with TOPUP_SANDBOX=1"
+                ),
+            });
+        }
+        if sp
+            .key
+            .as_ref()
+            .is_some_and(|k| k.expose() != PUBLIC_TEST_KEY)
+        {
+            return Err(ConfigError {
+                name: "SWIFTPASS_KEY",
+                problem: "the in-process sandbox never signs with a configured merchant key \
+                          (only the public test key): unset it, or set SWIFTPASS_GATEWAY_URL"
+                    .into(),
+            });
+        }
+        if sp.private_key.is_some() || sp.platform_public_key.is_some() {
+            return Err(ConfigError {
+                name: "SWIFTPASS_PRIVATE_KEY",
+                problem: "the in-process sandbox never uses configured RSA keys: unset \
+                          SWIFTPASS_PRIVATE_KEY and SWIFTPASS_PLATFORM_PUBLIC_KEY, or set \
+                          SWIFTPASS_GATEWAY_URL"
+                    .into(),
+            });
+        }
+        Ok(true)
+    }
+}
+
+/// The shortest accepted HS256 key: 256 bits, the hash's own size.
+pub const JWT_SECRET_MIN_BYTES: usize = 32;
+
+fn jwt_secret(value: Option<Secret>, name: &'static str) -> Result<Option<Secret>, ConfigError> {
+    match value {
+        Some(secret) if secret.expose().len() < JWT_SECRET_MIN_BYTES => Err(ConfigError {
+            name,
+            problem: format!(
+                "too short: at least {JWT_SECRET_MIN_BYTES} bytes (e.g. `openssl rand -base64 48`)"
+            ),
+        }),
+        other => Ok(other),
     }
 }
 
@@ -446,10 +562,55 @@ mod tests {
     }
 
     #[test]
+    fn the_sandbox_runs_only_when_nothing_says_production() {
+        let mode = |pairs: &[(&str, &str)]| config(pairs).expect("config").sandbox_mode();
+        let on = |pairs: &[(&str, &str)]| mode(pairs).expect("sandbox on");
+        let refused = |pairs: &[(&str, &str)]| mode(pairs).expect_err("start-up error").name;
+        let db = ("DATABASE_URL", "postgres://db/x");
+        let gw = ("SWIFTPASS_GATEWAY_URL", "https://gw.example/pay/gateway");
+        // Zero configuration: on.
+        assert!(on(&[]));
+        assert!(on(&[("TOPUP_LISTEN", "[::1]:8000")]));
+        // Asked for: on, whatever else is set.
+        assert!(on(&[db, ("TOPUP_SANDBOX", "1")]));
+        assert!(on(&[
+            ("TOPUP_LISTEN", "0.0.0.0:80"),
+            ("TOPUP_SANDBOX", "true")
+        ]));
+        // A gateway URL: off.
+        assert!(!on(&[gw]));
+        assert!(!on(&[db, gw, ("TOPUP_SANDBOX", "0")]));
+        // Anything that says production, without a gateway: a start-up error.
+        assert_eq!(refused(&[db]), "SWIFTPASS_GATEWAY_URL");
+        assert_eq!(
+            refused(&[("TOPUP_PUBLIC_URL", "https://pay.example")]),
+            "SWIFTPASS_GATEWAY_URL"
+        );
+        assert_eq!(
+            refused(&[("TOPUP_LISTEN", "0.0.0.0:8000")]),
+            "SWIFTPASS_GATEWAY_URL"
+        );
+        assert_eq!(
+            refused(&[("TOPUP_SANDBOX", "off")]),
+            "SWIFTPASS_GATEWAY_URL"
+        );
+        assert_eq!(refused(&[gw, ("TOPUP_SANDBOX", "1")]), "TOPUP_SANDBOX");
+        // Never a real merchant key.
+        assert_eq!(refused(&[("SWIFTPASS_KEY", "a-real-key")]), "SWIFTPASS_KEY");
+        assert!(on(&[("SWIFTPASS_KEY", PUBLIC_TEST_KEY)]));
+        assert_eq!(
+            refused(&[("SWIFTPASS_PRIVATE_KEY", "/etc/merchant.pem")]),
+            "SWIFTPASS_PRIVATE_KEY"
+        );
+        let bad = config(&[("TOPUP_SANDBOX", "maybe")]).expect_err("not a boolean");
+        assert_eq!(bad.name, "TOPUP_SANDBOX");
+    }
+
+    #[test]
     fn secrets_never_show_in_debug() {
         let c = config(&[
             ("DATABASE_URL", "postgres://u:hunter2@db/x"),
-            ("TOPUP_JWT_SECRET", "jwt-hunter2"),
+            ("TOPUP_JWT_SECRET", "jwt-hunter2-jwt-hunter2-jwt-hunter2"),
             ("SWIFTPASS_KEY", "md5-hunter2"),
         ])
         .expect("config");
@@ -469,5 +630,11 @@ mod tests {
         assert_eq!(err.name, "TOPUP_RECHARGE_MAX_FEN");
         assert!(config(&[("TOPUP_SANDBOX_TIME_SCALE", "0")]).is_err());
         assert!(config(&[("TOPUP_DB_POOL_SIZE", "0")]).is_err());
+        for name in ["TOPUP_JWT_SECRET", "TOPUP_JWT_SECRET_PREVIOUS"] {
+            let err = config(&[(name, "only-31-bytes-of-secret-here!!!")]).expect_err("short");
+            assert_eq!(err.name, name);
+            assert!(!err.to_string().contains("only-31"), "{err}");
+            assert!(config(&[(name, "exactly-32-bytes-of-secret-here!")]).is_ok());
+        }
     }
 }

@@ -87,14 +87,24 @@ enum AdminCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
-    match run(cli.command.unwrap_or(Command::Serve)).await {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // A server running the sandbox says so on every line it logs; a wrong setting is
+    // reported by `serve` itself.
+    let sandbox = matches!(command, Command::Serve)
+        && Config::from_env()
+            .ok()
+            .is_some_and(|c| c.sandbox_mode().unwrap_or(false));
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    );
+    if sandbox {
+        logs.with_writer(|| Prefixed(std::io::stdout())).init();
+    } else {
+        logs.init();
+    }
+    match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("topup: {message}");
@@ -260,6 +270,24 @@ async fn with_database(
     let result = work(database.url().expose()).await;
     database.shutdown().await;
     result
+}
+
+/// A log writer that starts every line with `[SANDBOX] ` (the formatter hands it one whole
+/// line per write).
+struct Prefixed<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Prefixed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut line = Vec::with_capacity(buf.len() + 10);
+        line.extend_from_slice(b"[SANDBOX] ");
+        line.extend_from_slice(buf);
+        self.0.write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 async fn shutdown_signal() {

@@ -27,6 +27,7 @@ diesel::table! {
         agent_id -> Nullable<Int8>,
         sales_user_id -> Nullable<Int8>,
         created_at -> Timestamptz,
+        disabled_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -18,6 +18,7 @@ mod ledger;
 mod recharge;
 mod reconcile;
 mod refunds;
+mod safety;
 mod schema;
 mod support;
 mod ws;
