@@ -12,11 +12,12 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use rand::Rng;
 use url::Url;
 
+use crate::accounts::session_check::SessionCache;
 use crate::accounts::tokens::{self, JwtKeys};
 use crate::config::{Config, ConfigError, Secret};
 use crate::db::embedded::{Cluster, ClusterOptions, EmbeddedError};
 use crate::db::{self, DbError};
-use crate::events::EventHub;
+use crate::events::{EventHub, SessionSignal};
 use crate::gateway::sandbox::{Sandbox, SandboxConfig};
 use crate::gateway::swiftpass::{Client, ClientConfig, Credentials, SignType};
 use crate::graphql::loaders::TopupLoader;
@@ -115,6 +116,7 @@ pub struct Application {
     database: Database,
     sandbox: Option<Sandbox>,
     gateway_kind: GatewayKind,
+    session_forwarder: tokio::task::JoinHandle<()>,
 }
 
 struct Built {
@@ -124,6 +126,7 @@ struct Built {
     schema: TopupSchema,
     sandbox: Option<Sandbox>,
     gateway_kind: GatewayKind,
+    session_forwarder: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -141,6 +144,7 @@ impl Application {
                 database,
                 sandbox: built.sandbox,
                 gateway_kind: built.gateway_kind,
+                session_forwarder: built.session_forwarder,
             }),
             Err(e) => {
                 database.shutdown().await;
@@ -197,6 +201,9 @@ impl Application {
         let (gateway, sandbox, gateway_kind) = gateway(&config, local_addr, &public_url)?;
 
         let hub = EventHub::start(url.clone(), pool.clone());
+        let sessions = Arc::new(SessionCache::default());
+        let session_forwarder =
+            tokio::spawn(forward_session_ends(hub.session_ends(), sessions.clone()));
         let loader = DataLoader::new(TopupLoader::new(pool.clone()), tokio::spawn);
         loader.enable_all_cache(false);
         let state = Arc::new(AppState {
@@ -211,6 +218,7 @@ impl Application {
             pool,
             public_url,
             hub,
+            sessions,
             sql_statements,
         });
         let schema = graphql::builder().data(state.clone()).data(loader).finish();
@@ -221,6 +229,7 @@ impl Application {
             schema,
             sandbox,
             gateway_kind,
+            session_forwarder,
         })
     }
 
@@ -289,6 +298,7 @@ impl Application {
             schema,
             database,
             sandbox,
+            session_forwarder,
             ..
         } = self;
         let route = http::routes(state.clone(), schema, sandbox.clone());
@@ -311,11 +321,27 @@ impl Application {
             .run_with_graceful_shutdown(route, shutdown, Some(Duration::from_secs(10)))
             .await;
         state.hub.shutdown();
+        session_forwarder.abort();
         if let Some(sandbox) = sandbox {
             sandbox.shutdown();
         }
         database.shutdown().await;
         served
+    }
+}
+
+/// Hands the hub's session-end announcements to the session cache.
+async fn forward_session_ends(
+    mut ends: tokio::sync::broadcast::Receiver<SessionSignal>,
+    sessions: Arc<SessionCache>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match ends.recv().await {
+            Ok(SessionSignal::Ended(id)) => sessions.ended(id),
+            Ok(SessionSignal::Resync) | Err(RecvError::Lagged(_)) => sessions.forget_open(),
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 

@@ -4,6 +4,9 @@
 
 use url::Url;
 
+use std::sync::Arc;
+
+use crate::accounts::session_check::SessionCache;
 use crate::accounts::tokens::JwtKeys;
 use crate::config::Config;
 use crate::db::{Pool, StatementCounter};
@@ -23,6 +26,8 @@ pub struct AppState {
     pub cashier: Cashier,
     /// This instance's order-event listener.
     pub hub: EventHub,
+    /// Which sessions are open, kept current by the hub's session-end announcements.
+    pub sessions: Arc<SessionCache>,
     /// The SQL statements the pool's connections have sent.
     pub sql_statements: StatementCounter,
 }

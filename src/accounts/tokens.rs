@@ -70,6 +70,9 @@ pub enum TokenProblem {
     Expired,
     /// Bad signature, algorithm, issuer, audience, or shape.
     Invalid,
+    /// Its session ended (logout, a refresh-token replay, a password change, the user
+    /// disabled).
+    Ended,
 }
 
 /// Signs access tokens with one HS256 key and checks them with it (and, during a rotation,

@@ -27,6 +27,19 @@ use crate::error::AppResult;
 /// The NOTIFY channel; the payload is an `order_events.id`.
 pub const CHANNEL: &str = "topup_order_events";
 
+/// The NOTIFY channel of ended sessions (a trigger on `sessions`); the payload is the
+/// session's id.
+pub const SESSION_CHANNEL: &str = "topup_session_ended";
+
+/// What the hub tells the session checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionSignal {
+    /// This session ended: its access tokens and connections stop.
+    Ended(i64),
+    /// Announcements may have been missed: re-read what is cached.
+    Resync,
+}
+
 /// How many events a slow subscriber may fall behind before it must re-read.
 const BUFFER: usize = 4096;
 
@@ -186,6 +199,7 @@ pub async fn load(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult<Vec<Or
 /// One instance's listener and fan-out.
 pub struct EventHub {
     tx: broadcast::Sender<HubMessage>,
+    sessions: broadcast::Sender<SessionSignal>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -193,13 +207,24 @@ impl EventHub {
     /// Starts listening (on a connection of its own, outside the pool) and fanning out.
     pub fn start(database_url: Secret, pool: Pool) -> EventHub {
         let (tx, _) = broadcast::channel(BUFFER);
-        let task = tokio::spawn(listen_forever(database_url, pool, tx.clone()));
-        EventHub { tx, task }
+        let (sessions, _) = broadcast::channel(BUFFER);
+        let task = tokio::spawn(listen_forever(
+            database_url,
+            pool,
+            tx.clone(),
+            sessions.clone(),
+        ));
+        EventHub { tx, sessions, task }
     }
 
     /// A receiver of every event committed from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
         self.tx.subscribe()
+    }
+
+    /// A receiver of every session end committed from now on.
+    pub fn session_ends(&self) -> broadcast::Receiver<SessionSignal> {
+        self.sessions.subscribe()
     }
 
     /// Stops listening; subscribers see the stream end.
@@ -214,7 +239,12 @@ impl Drop for EventHub {
     }
 }
 
-async fn listen_forever(url: Secret, pool: Pool, tx: broadcast::Sender<HubMessage>) {
+async fn listen_forever(
+    url: Secret,
+    pool: Pool,
+    tx: broadcast::Sender<HubMessage>,
+    sessions: broadcast::Sender<SessionSignal>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match AsyncPgConnection::establish(url.expose()).await {
@@ -222,13 +252,22 @@ async fn listen_forever(url: Secret, pool: Pool, tx: broadcast::Sender<HubMessag
                 let listening = diesel::sql_query(format!("LISTEN {CHANNEL}"))
                     .execute(&mut conn)
                     .await;
+                let listening = match listening {
+                    Ok(_) => {
+                        diesel::sql_query(format!("LISTEN {SESSION_CHANNEL}"))
+                            .execute(&mut conn)
+                            .await
+                    }
+                    failed => failed,
+                };
                 match listening {
                     Ok(_) => {
                         tracing::debug!("event listener listening");
                         // Subscribers that started before this point may have missed events.
                         let _ = tx.send(HubMessage::Resync);
+                        let _ = sessions.send(SessionSignal::Resync);
                         backoff = Duration::from_millis(100);
-                        pump(&mut conn, &pool, &tx).await;
+                        pump(&mut conn, &pool, &tx, &sessions).await;
                         tracing::warn!("event listener connection lost");
                     }
                     Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
@@ -243,7 +282,12 @@ async fn listen_forever(url: Secret, pool: Pool, tx: broadcast::Sender<HubMessag
 
 /// Forwards notifications until the connection ends or fails a probe. Notifications that
 /// arrive together are read with one query.
-async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, tx: &broadcast::Sender<HubMessage>) {
+async fn pump(
+    conn: &mut AsyncPgConnection,
+    pool: &Pool,
+    tx: &broadcast::Sender<HubMessage>,
+    sessions: &broadcast::Sender<SessionSignal>,
+) {
     loop {
         // The stream buffers everything the connection received, so dropping it to probe
         // the connection loses nothing.
@@ -266,11 +310,13 @@ async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, tx: &broadcast::Sender<
         let mut ids = Vec::with_capacity(batch.len());
         for item in batch {
             match item {
-                Ok(n) => {
-                    if let Ok(id) = n.payload.parse::<i64>() {
-                        ids.push(id);
+                Ok(n) => match (n.channel.as_str(), n.payload.parse::<i64>()) {
+                    (SESSION_CHANNEL, Ok(session)) => {
+                        let _ = sessions.send(SessionSignal::Ended(session));
                     }
-                }
+                    (CHANNEL, Ok(id)) => ids.push(id),
+                    _ => {}
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "event notification");
                     return;

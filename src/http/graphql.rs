@@ -1,7 +1,7 @@
 //! The GraphQL transport: POST /graphql (JSON), GraphiQL on GET /graphql, and
 //! graphql-transport-ws on /graphql/ws with the token in `connection_init`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::Data;
 use async_graphql::http::{WebSocketProtocols, WsMessage};
@@ -10,9 +10,11 @@ use poem::http::{StatusCode, header};
 use poem::web::websocket::{Message, WebSocket};
 use poem::web::{Data as PoemData, Html};
 use poem::{Body, IntoResponse, Request, Response, handler};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::body::{ReadError, read_limited};
 use crate::accounts::tokens::JwtKeys;
+use crate::events::SessionSignal;
 use crate::graphql::ClientIp;
 use crate::graphql::TopupSchema;
 use crate::graphql::auth::Auth;
@@ -24,6 +26,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const WS_PROTOCOL: &str = "graphql-transport-ws";
 // The close code graphql-transport-ws uses for a refused connection_init.
 const CLOSE_FORBIDDEN: u16 = 4403;
+// The close code for a connection whose session ended.
+const CLOSE_UNAUTHORIZED: u16 = 4401;
 const INIT_REFUSED: &str = "Forbidden: the access token in connection_init is invalid or expired";
 
 /// GraphiQL, pointed at this server. Our own page rather than async-graphql's: it puts the
@@ -67,6 +71,13 @@ pub async fn post(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     );
+    let auth = match auth.checked(&state.sessions, &state.pool).await {
+        Ok(auth) => auth,
+        Err(e) => {
+            tracing::warn!(error = %e.message(), "session check");
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, "try again shortly");
+        }
+    };
     let ip = client_ip(req);
     let response = schema.execute(request.data(auth).data(ip)).await;
     json_response(StatusCode::OK, &response)
@@ -118,11 +129,28 @@ async fn serve_socket(
                 _ => None,
             })
         });
-    let keys = state.clone();
+    // Subscribed before connection_init is checked, so no end announced after the check
+    // is missed.
+    let mut ends = state.hub.session_ends();
+    let session: Arc<OnceLock<i64>> = Arc::default();
+    let init_state = state.clone();
+    let init_session = session.clone();
     let mut outgoing =
         async_graphql::http::WebSocket::new(schema, incoming, WebSocketProtocols::GraphQLWS)
             .on_connection_init(move |payload| async move {
-                let mut data = connection_data(&keys.jwt, &payload)?;
+                let s = init_state;
+                let auth = connection_auth(&s.jwt, &payload)
+                    .checked(&s.sessions, &s.pool)
+                    .await?;
+                match auth {
+                    Auth::Refused(_) => return Err(async_graphql::Error::new(INIT_REFUSED)),
+                    Auth::Viewer(v) => {
+                        let _ = init_session.set(v.session_id);
+                    }
+                    Auth::Anonymous => {}
+                }
+                let mut data = Data::default();
+                data.insert(auth);
                 data.insert(ip);
                 Ok(data)
             })
@@ -134,25 +162,47 @@ async fn serve_socket(
                 }
                 WsMessage::Close(code, reason) => Message::close_with(code, reason),
             });
-    while let Some(message) = outgoing.next().await {
-        if sink.send(message).await.is_err() {
-            break;
+    loop {
+        tokio::select! {
+            message = outgoing.next() => {
+                let Some(message) = message else { break };
+                if sink.send(message).await.is_err() {
+                    break;
+                }
+            }
+            signal = ends.recv() => {
+                let Some(&mine) = session.get() else { continue };
+                let ended = match signal {
+                    Ok(SessionSignal::Ended(id)) => id == mine,
+                    Ok(SessionSignal::Resync) | Err(RecvError::Lagged(_)) => {
+                        state.sessions.forget_open();
+                        match state.pool.get().await {
+                            Ok(mut conn) => {
+                                !state.sessions.is_open(&mut conn, mine).await.unwrap_or(true)
+                            }
+                            Err(_) => false,
+                        }
+                    }
+                    Err(RecvError::Closed) => false,
+                };
+                if ended {
+                    // Every operation of the connection ends with it.
+                    let _ = sink
+                        .send(Message::close_with(CLOSE_UNAUTHORIZED, "Unauthorized: the session has ended"))
+                        .await;
+                    break;
+                }
+            }
         }
     }
 }
 
-fn connection_data(keys: &JwtKeys, payload: &serde_json::Value) -> async_graphql::Result<Data> {
+fn connection_auth(keys: &JwtKeys, payload: &serde_json::Value) -> Auth {
     let header = payload
         .get("Authorization")
         .or_else(|| payload.get("authorization"))
         .and_then(|v| v.as_str());
-    let auth = Auth::from_header(keys, header);
-    if let Auth::Refused(_) = auth {
-        return Err(async_graphql::Error::new(INIT_REFUSED));
-    }
-    let mut data = Data::default();
-    data.insert(auth);
-    Ok(data)
+    Auth::from_header(keys, header)
 }
 
 /// The peer's IP (an IPv4-mapped IPv6 address as IPv4).

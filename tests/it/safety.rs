@@ -127,3 +127,193 @@ async fn instances_on_one_database_share_the_generated_jwt_secret() {
     let refused = d.gql(Some(&s.access), ME, serde_json::json!({})).await;
     assert_eq!(crate::support::error_code(&refused), "UNAUTHENTICATED");
 }
+
+const LOGOUT: &str = "mutation($t: String!) { logout(refreshToken: $t) }";
+
+/// Whether `token` is refused on `app` as a session that ended.
+async fn refused(app: &TestApp, token: &str) -> bool {
+    let resp = app.gql(Some(token), ME, serde_json::json!({})).await;
+    resp.get("errors").is_some() && crate::support::error_code(&resp) == "UNAUTHENTICATED"
+}
+
+/// Whether `token` is refused on `app` within a second (the end travels from the instance
+/// that committed it through the database's NOTIFY).
+async fn ends_within_a_second(app: &TestApp, token: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        if refused(app, token).await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A logout on instance A ends the session's access tokens and its open subscription on
+/// instance B within a second.
+#[tokio::test]
+async fn logout_on_one_instance_ends_the_session_on_another() {
+    use crate::support::ws::WsClient;
+    use std::time::Duration;
+    let db = std::sync::Arc::new(TestDb::create().await);
+    let a = TestApp::spawn_on(db.clone(), |_| {}).await;
+    let b = TestApp::spawn_on(db.clone(), |_| {}).await;
+    let s = a.register("leaving@example.com").await;
+    let other = a.login("leaving@example.com").await;
+    let order_no = a.recharge(&s, 1500, "WECHAT").await;
+    let mut ws = WsClient::connect_ok(&b.base, Some(&s.access)).await;
+    ws.subscribe(
+        "o",
+        "subscription($no: String!) { orderStatus(orderNo: $no) { status } }",
+        serde_json::json!({ "no": order_no }),
+    )
+    .await;
+    assert_eq!(
+        ws.next_for("o").await["payload"]["data"]["orderStatus"]["status"],
+        "PENDING"
+    );
+    assert!(!refused(&b, &s.access).await, "open before the logout");
+
+    a.gql_ok(None, LOGOUT, serde_json::json!({ "t": s.refresh }))
+        .await;
+    let closed = tokio::time::timeout(Duration::from_secs(1), ws.next_raw())
+        .await
+        .expect("the subscription ends within a second");
+    assert!(matches!(closed, Some(Err(Some(4401))) | None), "{closed:?}");
+    assert!(ends_within_a_second(&b, &s.access).await);
+    assert!(ends_within_a_second(&a, &s.access).await, "and on A");
+    // A new connection with the ended session's token is refused at connection_init.
+    match WsClient::connect(
+        &b.base,
+        serde_json::json!({ "Authorization": format!("Bearer {}", s.access) }),
+    )
+    .await
+    {
+        crate::support::ws::Connected::Closed(code) => assert_eq!(code, Some(4403)),
+        crate::support::ws::Connected::Acked(_) => panic!("an ended session was let in"),
+    }
+    // The user's other session goes on.
+    assert!(!refused(&b, &other.access).await);
+}
+
+/// A replayed refresh token, a password change and an admin disabling the user each end
+/// sessions on every instance; a disabled user cannot log in until enabled again.
+#[tokio::test]
+async fn refresh_replay_password_change_and_disabling_end_sessions() {
+    use topup::accounts::Role;
+    let db = std::sync::Arc::new(TestDb::create().await);
+    let a = TestApp::spawn_on(db.clone(), |_| {}).await;
+    let b = TestApp::spawn_on(db.clone(), |_| {}).await;
+    const REFRESH: &str = "mutation($t: String!) { refreshToken(token: $t) { accessToken refreshToken user { id } } }";
+
+    // Refresh-token replay: the session of the replayed token ends, its newest access
+    // token included.
+    let s = a.register("replayed@example.com").await;
+    assert!(!refused(&b, &s.access).await);
+    let next = crate::support::Session::from(
+        &a.gql_ok(None, REFRESH, serde_json::json!({ "t": s.refresh }))
+            .await["refreshToken"],
+    );
+    let replay = a
+        .gql(None, REFRESH, serde_json::json!({ "t": s.refresh }))
+        .await;
+    assert_eq!(crate::support::error_code(&replay), "UNAUTHENTICATED");
+    assert!(ends_within_a_second(&b, &next.access).await);
+
+    // A password change ends every session of the user and opens a new one.
+    let s1 = a.login("replayed@example.com").await;
+    let s2 = b.login("replayed@example.com").await;
+    const CHANGE: &str = "mutation($i: ChangePasswordInput!) { changePassword(input: $i) { accessToken refreshToken user { id } } }";
+    let wrong = a
+        .gql(
+            Some(&s1.access),
+            CHANGE,
+            serde_json::json!({ "i": { "currentPassword": "not it at all", "newPassword": "a brand new secret" } }),
+        )
+        .await;
+    assert_eq!(crate::support::error_code(&wrong), "BAD_USER_INPUT");
+    assert!(
+        !refused(&b, &s2.access).await,
+        "a refused change ends nothing"
+    );
+    let changed = crate::support::Session::from(
+        &a.gql_ok(
+            Some(&s1.access),
+            CHANGE,
+            serde_json::json!({ "i": { "currentPassword": crate::support::PASSWORD, "newPassword": "a brand new secret" } }),
+        )
+        .await["changePassword"],
+    );
+    assert!(ends_within_a_second(&b, &s1.access).await);
+    assert!(ends_within_a_second(&b, &s2.access).await);
+    assert!(!refused(&b, &changed.access).await, "the new session works");
+    let old_password = a
+        .gql(
+            None,
+            "mutation { login(input: {email: \"replayed@example.com\", password: \"correct horse battery\"}) { accessToken } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(crate::support::error_code(&old_password), "UNAUTHENTICATED");
+
+    // An admin disables a user: sessions end everywhere, login and refresh are refused.
+    let admin = a.user_with_role("boss@example.com", Role::Admin).await;
+    let victim = a.register("disabled@example.com").await;
+    const DISABLE: &str = "mutation($id: ID!) { disableUser(id: $id) { email disabledAt } }";
+    const ENABLE: &str = "mutation($id: ID!) { enableUser(id: $id) { email disabledAt } }";
+    let not_admin = a
+        .gql(
+            Some(&victim.access),
+            DISABLE,
+            serde_json::json!({ "id": admin.user_id }),
+        )
+        .await;
+    assert_eq!(crate::support::error_code(&not_admin), "FORBIDDEN");
+    let myself = a
+        .gql(
+            Some(&admin.access),
+            DISABLE,
+            serde_json::json!({ "id": admin.user_id }),
+        )
+        .await;
+    assert_eq!(crate::support::error_code(&myself), "BAD_USER_INPUT");
+    let done = a
+        .gql_ok(
+            Some(&admin.access),
+            DISABLE,
+            serde_json::json!({ "id": victim.user_id }),
+        )
+        .await;
+    assert!(done["disableUser"]["disabledAt"].is_string(), "{done}");
+    assert!(ends_within_a_second(&b, &victim.access).await);
+    let refresh = b
+        .gql(None, REFRESH, serde_json::json!({ "t": victim.refresh }))
+        .await;
+    assert_eq!(crate::support::error_code(&refresh), "UNAUTHENTICATED");
+    let login = b
+        .gql(
+            None,
+            "mutation { login(input: {email: \"disabled@example.com\", password: \"correct horse battery\"}) { accessToken } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(crate::support::error_code(&login), "UNAUTHENTICATED");
+    let done = b
+        .gql_ok(
+            Some(&admin.access),
+            ENABLE,
+            serde_json::json!({ "id": victim.user_id }),
+        )
+        .await;
+    assert!(done["enableUser"]["disabledAt"].is_null(), "{done}");
+    let back = b.login("disabled@example.com").await;
+    assert!(!refused(&a, &back.access).await);
+    let mut conn = db.connect().await;
+    let audited = topup::audit::about(&mut conn, &format!("user:{}", victim.user_id))
+        .await
+        .expect("audit");
+    let actions: Vec<&str> = audited.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["disableUser", "enableUser"]);
+}
