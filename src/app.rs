@@ -50,39 +50,88 @@ pub enum StartError {
 /// Where the database came from.
 #[derive(Debug)]
 pub enum Database {
-    /// `DATABASE_URL`.
-    External(Secret),
-    /// A private cluster in the data folder.
-    Private(Cluster),
+    /// `DATABASE_URL`, and the schema owner's URL for migrations
+    /// (`TOPUP_MIGRATE_DATABASE_URL`, else `DATABASE_URL` itself).
+    External { url: Secret, owner: Secret },
+    /// A private cluster in the data folder: migrations run as its superuser, the server
+    /// as the `topup_app` role, which may only read and write rows.
+    Private { cluster: Cluster, app_url: Secret },
 }
+
+/// The private cluster's runtime role.
+pub const APP_ROLE: &str = "topup_app";
 
 impl Database {
     /// Connects to `DATABASE_URL`, or starts (or joins) the private cluster and makes sure
-    /// its `topup` database exists.
+    /// its `topup` database and runtime role exist.
     pub async fn resolve(config: &Config) -> Result<Database, StartError> {
         if let Some(url) = &config.database_url {
-            return Ok(Database::External(url.clone()));
+            let owner = config.migrate_database_url.clone().unwrap_or(url.clone());
+            return Ok(Database::External {
+                url: url.clone(),
+                owner,
+            });
         }
         let cluster = Cluster::start(&ClusterOptions {
             dir: config.data_dir.join("pg"),
             ephemeral: false,
         })
         .await?;
-        cluster.ensure_database("topup").await?;
-        Ok(Database::Private(cluster))
+        let prepared = async {
+            cluster.ensure_database("topup").await?;
+            let password = app_password(&config.data_dir)?;
+            db::ensure_login_role(&cluster.url("postgres"), APP_ROLE, password.expose()).await?;
+            let owner = cluster.url("topup");
+            let app_url = owner.replacen(
+                "postgres://postgres@",
+                &format!("postgres://{APP_ROLE}:{}@", password.expose()),
+                1,
+            );
+            Ok::<_, StartError>(Secret::new(app_url))
+        };
+        match prepared.await {
+            Ok(app_url) => Ok(Database::Private { cluster, app_url }),
+            Err(e) => {
+                let _ = cluster.stop().await;
+                Err(e)
+            }
+        }
     }
 
-    /// The connection URL.
+    /// The URL the server connects with at run time.
     pub fn url(&self) -> Secret {
         match self {
-            Database::External(url) => url.clone(),
-            Database::Private(cluster) => Secret::new(cluster.url("topup")),
+            Database::External { url, .. } => url.clone(),
+            Database::Private { app_url, .. } => app_url.clone(),
         }
+    }
+
+    /// The schema owner's URL, for migrations.
+    pub fn owner_url(&self) -> Secret {
+        match self {
+            Database::External { owner, .. } => owner.clone(),
+            Database::Private { cluster, .. } => Secret::new(cluster.url("topup")),
+        }
+    }
+
+    /// Runs pending migrations as the owner, then grants the runtime role reading and
+    /// writing rows (nothing else). Returns how many migrations ran.
+    pub async fn migrate(&self) -> Result<usize, StartError> {
+        let owner = self.owner_url();
+        let ran = db::migrate(owner.expose()).await?;
+        if !db::grant_runtime_role(owner.expose(), self.url().expose()).await? {
+            tracing::warn!(
+                "the server connects as the schema owner: it could change the schema and \
+                 disable the ledger's triggers; set TOPUP_MIGRATE_DATABASE_URL to the owner \
+                 and DATABASE_URL to a role that owns nothing"
+            );
+        }
+        Ok(ran)
     }
 
     /// Stops the private cluster if this process started it.
     pub async fn shutdown(&self) {
-        if let Database::Private(cluster) = self
+        if let Database::Private { cluster, .. } = self
             && let Err(e) = cluster.stop().await
         {
             tracing::error!(error = %e, "stopping the private PostgreSQL");
@@ -155,7 +204,7 @@ impl Application {
 
     async fn build_on(config: Config, database: &Database) -> Result<Built, StartError> {
         let url = database.url();
-        let ran = db::migrate(url.expose()).await?;
+        let ran = database.migrate().await?;
         if ran > 0 {
             tracing::info!(migrations = ran, "database migrated");
         }
@@ -261,8 +310,10 @@ impl Application {
     /// The lines printed at start-up: where to point a browser and what is in use.
     pub fn banner(&self) -> String {
         let db = match &self.database {
-            Database::External(_) => "PostgreSQL from DATABASE_URL".to_string(),
-            Database::Private(c) => format!("private PostgreSQL in {}", c.dir().display()),
+            Database::External { .. } => "PostgreSQL from DATABASE_URL".to_string(),
+            Database::Private { cluster, .. } => {
+                format!("private PostgreSQL in {}", cluster.dir().display())
+            }
         };
         let gateway = match &self.gateway_kind {
             GatewayKind::Remote { url, mch_id } => format!("SwiftPass at {url} (mch_id {mch_id})"),
@@ -433,6 +484,22 @@ fn gateway(
             key_file,
         },
     ))
+}
+
+/// The private cluster's runtime role's password: generated once into
+/// `<data dir>/pg-app-password` (mode 0600).
+fn app_password(data_dir: &std::path::Path) -> Result<Secret, StartError> {
+    let path = data_dir.join("pg-app-password");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(Secret::new(text.trim())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StartError::Io(format!("{}: {e}", path.display()))),
+    }
+    let password = hex::encode(rand::rng().random::<[u8; 24]>());
+    write_private(&path, &password)
+        .map_err(|e| StartError::Io(format!("{}: {e}", path.display())))?;
+    Ok(Secret::new(password))
 }
 
 /// Writes a file only its owner may read (mode 0600), replacing what was there.

@@ -190,6 +190,10 @@ fn parse_bool(text: &str) -> Result<bool, String> {
 pub struct Config {
     /// `DATABASE_URL`: unset means a private cluster in `$TOPUP_DATA_DIR/pg`.
     pub database_url: Option<Secret>,
+    /// `TOPUP_MIGRATE_DATABASE_URL`: the schema owner's URL. Migrations run as the owner,
+    /// which then grants the `DATABASE_URL` role reading and writing rows only. Unset:
+    /// migrations run as `DATABASE_URL`'s role.
+    pub migrate_database_url: Option<Secret>,
     /// `TOPUP_DB_POOL_SIZE`: connections per process.
     pub db_pool_size: usize,
     /// `TOPUP_LISTEN`: the address the HTTP server binds.
@@ -253,6 +257,7 @@ impl Config {
         let reconcile = reconcile_settings(&get)?;
         Ok(Config {
             database_url: secret("DATABASE_URL"),
+            migrate_database_url: secret("TOPUP_MIGRATE_DATABASE_URL"),
             db_pool_size: pool_size,
             listen: parse_or(
                 &get,

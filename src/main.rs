@@ -125,8 +125,8 @@ async fn run(command: Command) -> Result<(), String> {
             .map_err(|e| e.to_string()),
         Command::Migrate => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
-            with_database(&config, async |url| {
-                let ran = db::migrate(url).await.map_err(|e| e.to_string())?;
+            with_database(&config, async |database| {
+                let ran = database.migrate().await.map_err(|e| e.to_string())?;
                 println!("{ran} migration(s) applied");
                 Ok(())
             })
@@ -145,9 +145,10 @@ async fn run(command: Command) -> Result<(), String> {
             let role = Role::parse(&role.to_uppercase())
                 .ok_or_else(|| format!("unknown role {role:?}: CUSTOMER, SALES, AGENT or ADMIN"))?;
             let config = Config::from_env().map_err(|e| e.to_string())?;
-            with_database(&config, async |url| {
-                db::migrate(url).await.map_err(|e| e.to_string())?;
-                let pool = db::pool(url, 2, std::time::Duration::from_secs(10))
+            with_database(&config, async |database| {
+                database.migrate().await.map_err(|e| e.to_string())?;
+                let url = database.url();
+                let pool = db::pool(url.expose(), 2, std::time::Duration::from_secs(10))
                     .map_err(|e| e.to_string())?;
                 let user = accounts::create_user(&pool, &email, &password, role, agent)
                     .await
@@ -174,10 +175,11 @@ async fn serve() -> Result<(), String> {
 async fn reconcile(once: bool, command: Option<ReconcileCommand>) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let gateway = topup::app::gateway_client(&config).map_err(|e| e.to_string())?;
-    with_database(&config, async |url| {
-        db::migrate(url).await.map_err(|e| e.to_string())?;
-        let pool =
-            db::pool(url, 4, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    with_database(&config, async |database| {
+        database.migrate().await.map_err(|e| e.to_string())?;
+        let url = database.url();
+        let pool = db::pool(url.expose(), 4, std::time::Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
         match command {
             Some(ReconcileCommand::Bills { date }) => bills(&pool, &gateway, date).await,
             None => {
@@ -264,10 +266,10 @@ async fn bills(
 /// cluster this process started.
 async fn with_database(
     config: &Config,
-    work: impl AsyncFnOnce(&str) -> Result<(), String>,
+    work: impl AsyncFnOnce(&Database) -> Result<(), String>,
 ) -> Result<(), String> {
     let database = Database::resolve(config).await.map_err(|e| e.to_string())?;
-    let result = work(database.url().expose()).await;
+    let result = work(&database).await;
     database.shutdown().await;
     result
 }

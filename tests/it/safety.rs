@@ -317,3 +317,88 @@ async fn refresh_replay_password_change_and_disabling_end_sessions() {
     let actions: Vec<&str> = audited.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["disableUser", "enableUser"]);
 }
+
+/// The server runs as a role that may only read and write rows; migrations run as the
+/// owner. The database itself refuses a balance changed without postings, from anyone.
+#[tokio::test]
+async fn the_database_guards_the_money_from_the_runtime_role() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+    let db = std::sync::Arc::new(TestDb::create().await);
+    let role = format!("{}_app", db.name);
+    let mut owner = db.connect().await;
+    owner
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .await
+        .expect("create the runtime role");
+    let mut runtime_url = url::Url::parse(&db.url).expect("url");
+    runtime_url.set_username(&role).expect("user");
+    let runtime_url = runtime_url.to_string();
+    {
+        let owner_url = db.url.clone();
+        let app_url = runtime_url.clone();
+        let app = TestApp::spawn_on(db.clone(), move |c| {
+            c.migrate_database_url = Some(topup::config::Secret::new(owner_url));
+            c.database_url = Some(topup::config::Secret::new(app_url));
+        })
+        .await;
+        // The whole payment path works as the runtime role.
+        let s = app.register("guarded@example.com").await;
+        let order_no = app.recharge(&s, 1200, "WECHAT").await;
+        assert!(app.sandbox_pay(&order_no, false).await.is_success());
+        crate::support::eventually(20, "the recharge is paid", || async {
+            app.order_status(&s, &order_no).await == "PAID"
+        })
+        .await;
+        assert_eq!(app.balance(&s).await, 1200);
+        crate::support::ledger::assert_ledger_invariants(&app.db).await;
+        app.stop().await;
+    }
+
+    let mut runtime = AsyncPgConnection::establish(&runtime_url)
+        .await
+        .expect("connect as the runtime role");
+    for (sql, why) in [
+        (
+            "UPDATE ledger_accounts SET balance = balance + 100 WHERE kind = 'CUSTOMER_WALLET'",
+            "its postings explain",
+        ),
+        ("TRUNCATE notify_inbox", "permission denied"),
+        ("TRUNCATE postings CASCADE", "permission denied"),
+        (
+            "ALTER TABLE ledger_accounts DISABLE TRIGGER ALL",
+            "must be owner",
+        ),
+        (
+            "DROP TRIGGER ledger_accounts_wallet_explained ON ledger_accounts",
+            "must be owner",
+        ),
+        ("CREATE TABLE loot (id int)", "permission denied"),
+        ("DELETE FROM postings", "append-only"),
+    ] {
+        let err = diesel::sql_query(sql)
+            .execute(&mut runtime)
+            .await
+            .expect_err(sql);
+        assert!(err.to_string().contains(why), "{sql}: {err}");
+    }
+    // Even the owner cannot change a balance without postings: the trigger is the guard.
+    let err = diesel::sql_query(
+        "UPDATE ledger_accounts SET balance = balance + 1 WHERE kind = 'CUSTOMER_WALLET'",
+    )
+    .execute(&mut owner)
+    .await
+    .expect_err("a stray update");
+    assert!(err.to_string().contains("its postings explain"), "{err}");
+    drop(runtime);
+    owner
+        .batch_execute(&format!("DROP OWNED BY {role}"))
+        .await
+        .expect("drop the role's grants");
+    drop(owner);
+    let mut admin = AsyncPgConnection::establish(&db.url)
+        .await
+        .expect("connect");
+    let _ = diesel::sql_query(format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&mut admin)
+        .await;
+}
