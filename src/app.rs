@@ -23,6 +23,7 @@ use crate::gateway::swiftpass::{Client, ClientConfig, Credentials, SignType};
 use crate::graphql::loaders::TopupLoader;
 use crate::graphql::{self, TopupSchema};
 use crate::http;
+use crate::limits::Limits;
 use crate::orders::Cashier;
 use crate::reconcile::Reconciler;
 use crate::state::AppState;
@@ -215,6 +216,11 @@ impl Application {
             Duration::from_secs(10),
             &sql_statements,
         )?;
+        let notify_pool = db::pool(
+            url.expose(),
+            config.notify_pool_size,
+            Duration::from_secs(10),
+        )?;
         let secret = {
             let mut conn = pool
                 .get()
@@ -249,6 +255,7 @@ impl Application {
             .to_string();
         let (gateway, sandbox, gateway_kind) = gateway(&config, local_addr, &public_url)?;
 
+        let limits = Limits::new(&config.limits);
         let hub = EventHub::start(url.clone(), pool.clone());
         let sessions = Arc::new(SessionCache::default());
         let session_forwarder =
@@ -265,9 +272,11 @@ impl Application {
             },
             config,
             pool,
+            notify_pool,
             public_url,
             hub,
             sessions,
+            limits,
             sql_statements,
         });
         let schema = graphql::builder().data(state.clone()).data(loader).finish();

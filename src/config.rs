@@ -185,6 +185,20 @@ fn parse_bool(text: &str) -> Result<bool, String> {
     }
 }
 
+/// Rate limits, each in events per minute per key (0 turns it off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// `TOPUP_LIMIT_LOGIN_PER_ACCOUNT`: login attempts per email address.
+    pub login_per_account: u32,
+    /// `TOPUP_LIMIT_LOGIN_PER_IP`: login attempts per client IP.
+    pub login_per_ip: u32,
+    /// `TOPUP_LIMIT_REGISTER_PER_IP`: sign-ups per client IP.
+    pub register_per_ip: u32,
+    /// `TOPUP_LIMIT_NOTIFY_PER_IP`: notifies per sender IP (the gateway's few addresses
+    /// send every payment: keep it well above the peak payment rate).
+    pub notify_per_ip: u32,
+}
+
 /// All settings of a Topup process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -196,6 +210,9 @@ pub struct Config {
     pub migrate_database_url: Option<Secret>,
     /// `TOPUP_DB_POOL_SIZE`: connections per process.
     pub db_pool_size: usize,
+    /// `TOPUP_NOTIFY_POOL_SIZE`: connections kept for the gateway's notifies, apart from
+    /// the main pool, so a burst of other requests cannot starve a payment.
+    pub notify_pool_size: usize,
     /// `TOPUP_LISTEN`: the address the HTTP server binds.
     pub listen: SocketAddr,
     /// `TOPUP_PUBLIC_URL`: the base URL others (the gateway's notifies) reach us at.
@@ -217,6 +234,7 @@ pub struct Config {
     pub sandbox_time_scale: f64,
     pub recharge: RechargeSettings,
     pub reconcile: ReconcileSettings,
+    pub limits: LimitSettings,
 }
 
 impl Config {
@@ -254,11 +272,19 @@ impl Config {
                 problem: "must be at least 1".into(),
             });
         }
+        let notify_pool_size: usize = parse_or(&get, "TOPUP_NOTIFY_POOL_SIZE", 4)?;
+        if notify_pool_size == 0 {
+            return Err(ConfigError {
+                name: "TOPUP_NOTIFY_POOL_SIZE",
+                problem: "must be at least 1".into(),
+            });
+        }
         let reconcile = reconcile_settings(&get)?;
         Ok(Config {
             database_url: secret("DATABASE_URL"),
             migrate_database_url: secret("TOPUP_MIGRATE_DATABASE_URL"),
             db_pool_size: pool_size,
+            notify_pool_size,
             listen: parse_or(
                 &get,
                 "TOPUP_LISTEN",
@@ -302,6 +328,12 @@ impl Config {
                 max_open_orders: parse_or(&get, "TOPUP_MAX_OPEN_ORDERS", 5i64)?,
             },
             reconcile,
+            limits: LimitSettings {
+                login_per_account: parse_or(&get, "TOPUP_LIMIT_LOGIN_PER_ACCOUNT", 10)?,
+                login_per_ip: parse_or(&get, "TOPUP_LIMIT_LOGIN_PER_IP", 60)?,
+                register_per_ip: parse_or(&get, "TOPUP_LIMIT_REGISTER_PER_IP", 20)?,
+                notify_per_ip: parse_or(&get, "TOPUP_LIMIT_NOTIFY_PER_IP", 60_000)?,
+            },
         })
     }
 }

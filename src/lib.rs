@@ -64,6 +64,7 @@ pub mod gateway_calls;
 pub mod graphql;
 pub mod http;
 pub mod ledger;
+pub mod limits;
 pub mod orders;
 pub mod payments;
 pub mod reconcile;

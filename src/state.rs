@@ -11,6 +11,7 @@ use crate::accounts::tokens::JwtKeys;
 use crate::config::Config;
 use crate::db::{Pool, StatementCounter};
 use crate::events::EventHub;
+use crate::limits::Limits;
 use crate::orders::Cashier;
 
 /// The shared state of one Topup instance.
@@ -18,6 +19,8 @@ pub struct AppState {
     /// The settings the process started with.
     pub config: Config,
     pub pool: Pool,
+    /// Connections only the notify route uses (`TOPUP_NOTIFY_POOL_SIZE`).
+    pub notify_pool: Pool,
     pub jwt: JwtKeys,
     /// The base URL others reach this instance at (ends with `/`).
     pub public_url: Url,
@@ -28,6 +31,8 @@ pub struct AppState {
     pub hub: EventHub,
     /// Which sessions are open, kept current by the hub's session-end announcements.
     pub sessions: Arc<SessionCache>,
+    /// Rate limits of login, sign-up and the notify route.
+    pub limits: Limits,
     /// The SQL statements the pool's connections have sent.
     pub sql_statements: StatementCounter,
 }

@@ -19,6 +19,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Secrets every instance on the database shares (the generated JWT key).
+    app_secrets (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
         email -> Text,

@@ -251,6 +251,8 @@ impl AccountsMutation {
         #[graphql(desc = "Sign-up details.")] input: RegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
         let s = state(ctx)?;
+        super::one_password_check(ctx)?;
+        s.limits.register(super::client_ip(ctx))?;
         let grant = accounts::register(
             &s.pool,
             &s.jwt,
@@ -271,6 +273,8 @@ impl AccountsMutation {
         #[graphql(desc = "Login details.")] input: LoginInput,
     ) -> async_graphql::Result<AuthPayload> {
         let s = state(ctx)?;
+        super::one_password_check(ctx)?;
+        s.limits.login(super::client_ip(ctx), &input.email)?;
         Ok(
             accounts::login(&s.pool, &s.jwt, &input.email, &input.password)
                 .await?
@@ -301,6 +305,7 @@ impl AccountsMutation {
     ) -> async_graphql::Result<AuthPayload> {
         let v = viewer(ctx)?;
         let s = state(ctx)?;
+        super::one_password_check(ctx)?;
         Ok(accounts::change_password(
             &s.pool,
             &s.jwt,

@@ -79,8 +79,26 @@ pub async fn post(
         }
     };
     let ip = client_ip(req);
-    let response = schema.execute(request.data(auth).data(ip)).await;
-    json_response(StatusCode::OK, &response)
+    let response = schema
+        .execute(
+            request
+                .data(auth)
+                .data(ip)
+                .data(crate::graphql::PasswordWork::default()),
+        )
+        .await;
+    let limited = response.errors.iter().any(|e| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .is_some_and(|code| *code == async_graphql::Value::from("LIMIT_EXCEEDED"))
+    });
+    let status = if limited {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::OK
+    };
+    json_response(status, &response)
 }
 
 /// The graphql-transport-ws endpoint. `connection_init` may carry

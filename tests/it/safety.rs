@@ -402,3 +402,137 @@ async fn the_database_guards_the_money_from_the_runtime_role() {
         .execute(&mut admin)
         .await;
 }
+
+/// argon2 runs on a bounded number of threads without a pool connection, and notifies have
+/// connections of their own: 50 logins at once on a tiny pool do not make a concurrent
+/// notify answer `failure`.
+#[tokio::test]
+async fn fifty_parallel_logins_do_not_starve_a_notify() {
+    use crate::support::pay::{notify_params, signed_xml};
+    let app = TestApp::spawn_with(|c| c.db_pool_size = 2).await;
+    let s = app.register("crowded@example.com").await;
+    let order_no = app.recharge(&s, 900, "WECHAT").await;
+    let (mch_id, key) = app.merchant();
+    let body = signed_xml(notify_params(&mch_id, &order_no, 900), &key);
+    let logins = futures_util::future::join_all((0..50).map(|_| {
+        app.gql(
+            None,
+            "mutation { login(input: {email: \"crowded@example.com\", password: \"correct horse battery\"}) { accessToken } }",
+            serde_json::json!({}),
+        )
+    }));
+    let notify = async {
+        // Sent while the logins are under way.
+        tokio::task::yield_now().await;
+        app.post_notify(body).await
+    };
+    let (logins, answer) = tokio::join!(logins, notify);
+    assert_eq!(answer, "success");
+    assert_eq!(app.order_status(&s, &order_no).await, "PAID");
+    let served = logins
+        .iter()
+        .filter(|r| r["data"]["login"]["accessToken"].is_string())
+        .count();
+    assert_eq!(served, 50, "every login was answered too");
+}
+
+/// Login per account and per IP, sign-up per IP and the notify route per IP are limited:
+/// LIMIT_EXCEEDED with HTTP 429, and the limit recovers. Aliases of one password-checking
+/// mutation in one request are refused after the first.
+#[tokio::test]
+async fn rate_limits_hit_and_recover() {
+    use std::time::Duration;
+    // 60 per minute: a burst of 60, then one more every second.
+    let app = TestApp::spawn_with(|c| {
+        c.limits = topup::config::LimitSettings {
+            login_per_account: 3,
+            login_per_ip: 600,
+            register_per_ip: 2,
+            notify_per_ip: 60,
+        };
+    })
+    .await;
+    let login = |email: &'static str| {
+        let app = &app;
+        async move {
+            app.http
+                .post(format!("{}/graphql", app.base))
+                .header("content-type", "application/json")
+                .body(
+                    serde_json::json!({ "query": format!(
+                        "mutation {{ login(input: {{email: \"{email}\", password: \"correct horse battery\"}}) {{ accessToken }} }}"
+                    ) })
+                    .to_string(),
+                )
+                .send()
+                .await
+                .expect("post")
+        }
+    };
+    app.register("limited@example.com").await;
+    app.register("other@example.com").await;
+    let third = app
+        .gql(
+            None,
+            "mutation { register(input: {email: \"third@example.com\", password: \"correct horse battery\"}) { accessToken } }",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(crate::support::error_code(&third), "LIMIT_EXCEEDED");
+    for _ in 0..3 {
+        assert_eq!(login("limited@example.com").await.status(), 200);
+    }
+    let refused = login("limited@example.com").await;
+    assert_eq!(refused.status(), 429);
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(crate::support::error_code(&body), "LIMIT_EXCEEDED");
+    // Another account from the same address is not held back by this one's limit.
+    assert_eq!(login("other@example.com").await.status(), 200);
+    // The account's limit recovers (3 per minute: one more every 20 s).
+    let mut recovered = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if login("limited@example.com").await.status() == 200 {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "the login limit recovers");
+
+    // Two aliased logins in one request: the second is refused, the first served.
+    let twice = app
+        .gql(
+            None,
+            "mutation { a: login(input: {email: \"other@example.com\", password: \"correct horse battery\"}) { accessToken } \
+                        b: login(input: {email: \"other@example.com\", password: \"correct horse battery\"}) { accessToken } }",
+            serde_json::json!({}),
+        )
+        .await;
+    let errors = twice["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{twice}");
+    assert_eq!(errors[0]["extensions"]["code"], "LIMIT_EXCEEDED");
+
+    // The notify route: 60 at once, then 429 until the bucket refills.
+    let mut statuses = Vec::new();
+    for _ in 0..61 {
+        let resp = app
+            .http
+            .post(format!("{}/notify/swiftpass", app.base))
+            .body("<xml></xml>")
+            .send()
+            .await
+            .expect("notify");
+        statuses.push(resp.status().as_u16());
+    }
+    assert!(statuses[..60].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses[60], 429);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = app
+        .http
+        .post(format!("{}/notify/swiftpass", app.base))
+        .body("<xml></xml>")
+        .send()
+        .await
+        .expect("notify");
+    assert_eq!(again.status(), 200, "one more per second");
+}
