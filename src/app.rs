@@ -277,6 +277,7 @@ impl Application {
             hub,
             sessions,
             limits,
+            ws_seats: Default::default(),
             sql_statements,
         });
         let schema = graphql::builder().data(state.clone()).data(loader).finish();

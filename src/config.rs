@@ -199,6 +199,15 @@ pub struct LimitSettings {
     pub notify_per_ip: u32,
 }
 
+/// Bounds of GraphQL over WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsSettings {
+    /// `TOPUP_WS_INIT_TIMEOUT_SECS`: a connection must send `connection_init` this soon.
+    pub init_timeout: Duration,
+    /// `TOPUP_WS_CONNECTIONS_PER_USER`: open connections one user may hold (0: no cap).
+    pub connections_per_user: usize,
+}
+
 /// All settings of a Topup process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -235,6 +244,7 @@ pub struct Config {
     pub recharge: RechargeSettings,
     pub reconcile: ReconcileSettings,
     pub limits: LimitSettings,
+    pub ws: WsSettings,
 }
 
 impl Config {
@@ -333,6 +343,14 @@ impl Config {
                 login_per_ip: parse_or(&get, "TOPUP_LIMIT_LOGIN_PER_IP", 60)?,
                 register_per_ip: parse_or(&get, "TOPUP_LIMIT_REGISTER_PER_IP", 20)?,
                 notify_per_ip: parse_or(&get, "TOPUP_LIMIT_NOTIFY_PER_IP", 60_000)?,
+            },
+            ws: WsSettings {
+                init_timeout: Duration::from_secs(parse_or(
+                    &get,
+                    "TOPUP_WS_INIT_TIMEOUT_SECS",
+                    10u64,
+                )?),
+                connections_per_user: parse_or(&get, "TOPUP_WS_CONNECTIONS_PER_USER", 10)?,
             },
         })
     }

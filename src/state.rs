@@ -14,6 +14,45 @@ use crate::events::EventHub;
 use crate::limits::Limits;
 use crate::orders::Cashier;
 
+/// Open WebSocket connections per user, so one user cannot hold unbounded connections.
+#[derive(Debug, Default)]
+pub struct WsSeats(Arc<std::sync::Mutex<std::collections::HashMap<i64, usize>>>);
+
+/// One user's place among the open connections; released when dropped.
+#[derive(Debug)]
+pub struct WsSeat {
+    seats: Arc<std::sync::Mutex<std::collections::HashMap<i64, usize>>>,
+    user_id: i64,
+}
+
+impl WsSeats {
+    /// Takes a seat for `user_id`, unless they hold `cap` already (0: no cap).
+    pub fn take(&self, user_id: i64, cap: usize) -> Option<WsSeat> {
+        let mut seats = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let held = seats.entry(user_id).or_default();
+        if cap > 0 && *held >= cap {
+            return None;
+        }
+        *held += 1;
+        Some(WsSeat {
+            seats: self.0.clone(),
+            user_id,
+        })
+    }
+}
+
+impl Drop for WsSeat {
+    fn drop(&mut self) {
+        let mut seats = self.seats.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = seats.get_mut(&self.user_id) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                seats.remove(&self.user_id);
+            }
+        }
+    }
+}
+
 /// The shared state of one Topup instance.
 pub struct AppState {
     /// The settings the process started with.
@@ -33,6 +72,8 @@ pub struct AppState {
     pub sessions: Arc<SessionCache>,
     /// Rate limits of login, sign-up and the notify route.
     pub limits: Limits,
+    /// Open WebSocket connections per user.
+    pub ws_seats: WsSeats,
     /// The SQL statements the pool's connections have sent.
     pub sql_statements: StatementCounter,
 }

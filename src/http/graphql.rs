@@ -1,13 +1,15 @@
 //! The GraphQL transport: POST /graphql (JSON), GraphiQL on GET /graphql, and
 //! graphql-transport-ws on /graphql/ws with the token in `connection_init`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use async_graphql::Data;
 use async_graphql::http::{WebSocketProtocols, WsMessage};
 use futures_util::{SinkExt, StreamExt};
 use poem::http::{StatusCode, header};
-use poem::web::websocket::{Message, WebSocket};
+use poem::web::websocket::{Message, WebSocket, WebSocketConfig};
 use poem::web::{Data as PoemData, Html};
 use poem::{Body, IntoResponse, Request, Response, handler};
 use tokio::sync::broadcast::error::RecvError;
@@ -28,6 +30,15 @@ pub const WS_PROTOCOL: &str = "graphql-transport-ws";
 const CLOSE_FORBIDDEN: u16 = 4403;
 // The close code for a connection whose session ended.
 const CLOSE_UNAUTHORIZED: u16 = 4401;
+// graphql-transport-ws: no connection_init in time.
+const CLOSE_INIT_TIMEOUT: u16 = 4408;
+// Too many connections of one user.
+const CLOSE_TOO_MANY: u16 = 4429;
+const TOO_MANY: &str = "Too many connections of this user";
+/// How often the server pings an idle connection (the client answers `pong`).
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// A connection that sends nothing (not even a pong) this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const INIT_REFUSED: &str = "Forbidden: the access token in connection_init is invalid or expired";
 
 /// GraphiQL, pointed at this server. Our own page rather than async-graphql's: it puts the
@@ -128,6 +139,11 @@ pub fn websocket(
     let schema = schema.clone();
     let ip = client_ip(req);
     ws.protocols([WS_PROTOCOL])
+        .config(
+            WebSocketConfig::default()
+                .max_message_size(Some(MAX_BODY))
+                .max_frame_size(Some(MAX_BODY)),
+        )
         .on_upgrade(move |socket| serve_socket(socket, state, schema, ip))
         .into_response()
 }
@@ -151,8 +167,12 @@ async fn serve_socket(
     // is missed.
     let mut ends = state.hub.session_ends();
     let session: Arc<OnceLock<i64>> = Arc::default();
+    let inited = Arc::new(AtomicBool::new(false));
+    let seat: Arc<OnceLock<crate::state::WsSeat>> = Arc::default();
     let init_state = state.clone();
     let init_session = session.clone();
+    let init_flag = inited.clone();
+    let init_seat = seat.clone();
     let mut outgoing =
         async_graphql::http::WebSocket::new(schema, incoming, WebSocketProtocols::GraphQLWS)
             .on_connection_init(move |payload| async move {
@@ -163,25 +183,48 @@ async fn serve_socket(
                 match auth {
                     Auth::Refused(_) => return Err(async_graphql::Error::new(INIT_REFUSED)),
                     Auth::Viewer(v) => {
+                        let taken = s
+                            .ws_seats
+                            .take(v.user_id, s.config.ws.connections_per_user)
+                            .ok_or_else(|| async_graphql::Error::new(TOO_MANY))?;
+                        let _ = init_seat.set(taken);
                         let _ = init_session.set(v.session_id);
                     }
                     Auth::Anonymous => {}
                 }
+                init_flag.store(true, Ordering::Release);
                 let mut data = Data::default();
                 data.insert(auth);
                 data.insert(ip);
                 Ok(data)
             })
-            .keepalive_timeout(None)
+            .keepalive_timeout(IDLE_TIMEOUT)
             .map(|msg| match msg {
                 WsMessage::Text(text) => Message::text(text),
                 WsMessage::Close(1002, reason) if reason == INIT_REFUSED => {
                     Message::close_with(CLOSE_FORBIDDEN, "Forbidden")
                 }
+                WsMessage::Close(1002, reason) if reason == TOO_MANY => {
+                    Message::close_with(CLOSE_TOO_MANY, TOO_MANY)
+                }
                 WsMessage::Close(code, reason) => Message::close_with(code, reason),
             });
+    let init_deadline = tokio::time::sleep(state.config.ws.init_timeout);
+    tokio::pin!(init_deadline);
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     loop {
         tokio::select! {
+            () = &mut init_deadline, if !inited.load(Ordering::Acquire) => {
+                let _ = sink
+                    .send(Message::close_with(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout"))
+                    .await;
+                break;
+            }
+            _ = pings.tick() => {
+                if sink.send(Message::text(r#"{"type":"ping"}"#)).await.is_err() {
+                    break;
+                }
+            }
             message = outgoing.next() => {
                 let Some(message) = message else { break };
                 if sink.send(message).await.is_err() {

@@ -512,20 +512,25 @@ async fn rate_limits_hit_and_recover() {
     assert_eq!(errors.len(), 1, "{twice}");
     assert_eq!(errors[0]["extensions"]["code"], "LIMIT_EXCEEDED");
 
-    // The notify route: 60 at once, then 429 until the bucket refills.
-    let mut statuses = Vec::new();
-    for _ in 0..61 {
-        let resp = app
-            .http
+    // The notify route: a burst of 60, then 429 until the bucket refills (one a second).
+    let started = tokio::time::Instant::now();
+    let statuses = futures_util::future::join_all((0..120).map(|_| async {
+        app.http
             .post(format!("{}/notify/swiftpass", app.base))
             .body("<xml></xml>")
             .send()
             .await
-            .expect("notify");
-        statuses.push(resp.status().as_u16());
-    }
-    assert!(statuses[..60].iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(statuses[60], 429);
+            .expect("notify")
+            .status()
+            .as_u16()
+    }))
+    .await;
+    let refilled = started.elapsed().as_secs() + 1;
+    let served = statuses.iter().filter(|s| **s == 200).count() as u64;
+    let limited = statuses.iter().filter(|s| **s == 429).count() as u64;
+    assert_eq!(served + limited, 120, "{statuses:?}");
+    assert!(served >= 60 && served <= 60 + refilled, "{served} served");
+    assert!(limited > 0);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let again = app
         .http
@@ -535,4 +540,78 @@ async fn rate_limits_hit_and_recover() {
         .await
         .expect("notify");
     assert_eq!(again.status(), 200, "one more per second");
+}
+
+/// WebSocket bounds: connection_init in time, messages up to 64 KiB, a cap on one user's
+/// open connections.
+#[tokio::test]
+async fn websocket_connections_are_bounded() {
+    use crate::support::ws::{Connected, WsClient};
+    use futures_util::{SinkExt, StreamExt};
+    use std::time::Duration;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = TestApp::spawn_with(|c| {
+        c.ws.init_timeout = Duration::from_millis(500);
+        c.ws.connections_per_user = 2;
+    })
+    .await;
+    let open = || async {
+        let url = format!("{}/graphql/ws", app.base.replacen("http", "ws", 1));
+        let mut request = url.into_client_request().expect("request");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("handshake")
+            .0
+    };
+    let close_code = |msg: Option<Result<Message, _>>| match msg {
+        Some(Ok(Message::Close(Some(frame)))) => Some(u16::from(frame.code)),
+        _ => None,
+    };
+
+    // Silent after the handshake: closed with 4408.
+    let mut silent = open().await;
+    let msg = tokio::time::timeout(Duration::from_secs(10), silent.next())
+        .await
+        .expect("closed in time");
+    assert_eq!(close_code(msg), Some(4408));
+
+    // Over 64 KiB in one message: the connection ends.
+    let mut big = open().await;
+    let huge = serde_json::json!({ "type": "connection_init", "payload": { "pad": "x".repeat(70 * 1024) } });
+    let _ = big.send(Message::text(huge.to_string())).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), big.next())
+        .await
+        .expect("ended in time");
+    assert!(
+        !matches!(ended, Some(Ok(Message::Text(_)))),
+        "no connection_ack for an oversized message: {ended:?}"
+    );
+
+    // Two connections per user; the third is refused until one closes.
+    let s = app.register("socketeer@example.com").await;
+    let first = WsClient::connect_ok(&app.base, Some(&s.access)).await;
+    let _second = WsClient::connect_ok(&app.base, Some(&s.access)).await;
+    let auth = serde_json::json!({ "Authorization": format!("Bearer {}", s.access) });
+    match WsClient::connect(&app.base, auth.clone()).await {
+        Connected::Closed(code) => assert_eq!(code, Some(4429)),
+        Connected::Acked(_) => panic!("a third connection was let in"),
+    }
+    // Another user is not affected.
+    let t = app.register("neighbour@example.com").await;
+    let _theirs = WsClient::connect_ok(&app.base, Some(&t.access)).await;
+    drop(first);
+    let mut admitted = false;
+    for _ in 0..100 {
+        if let Connected::Acked(_) = WsClient::connect(&app.base, auth.clone()).await {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(admitted, "a seat frees when a connection closes");
 }
