@@ -131,6 +131,9 @@ pub struct ReconcileSettings {
     /// `TOPUP_RECONCILE_BILL_TIME`: when the daily bill of the day before is reconciled;
     /// `None` (`off`) leaves it to `topup reconcile bills`.
     pub bill_time: Option<BillTime>,
+    /// `TOPUP_NOTIFY_RETENTION_DAYS`: how long raw notify bodies are kept; the daily job
+    /// then keeps only the verdict and a summary.
+    pub notify_retention: Duration,
 }
 
 impl ReconcileSettings {
@@ -499,12 +502,20 @@ fn reconcile_settings(
             offset: CHINA,
         }),
     };
+    let retention_days: u64 = parse_or(get, "TOPUP_NOTIFY_RETENTION_DAYS", 180)?;
+    if retention_days == 0 {
+        return Err(with(
+            "TOPUP_NOTIFY_RETENTION_DAYS",
+            "must be at least 1".into(),
+        ));
+    }
     Ok(ReconcileSettings {
         enabled,
         schedule,
         time_scale,
         watch,
         bill_time,
+        notify_retention: Duration::from_secs(retention_days * 24 * 3600),
     })
 }
 

@@ -238,6 +238,8 @@ diesel::table! {
         processed_at -> Nullable<Timestamptz>,
         replay_at -> Nullable<Timestamptz>,
         replays -> Int4,
+        summary -> Nullable<Jsonb>,
+        pruned_at -> Nullable<Timestamptz>,
     }
 }
 

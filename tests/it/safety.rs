@@ -615,3 +615,77 @@ async fn websocket_connections_are_bounded() {
     }
     assert!(admitted, "a seat frees when a connection closes");
 }
+
+/// Raw notify bodies past their retention are dropped by the reconciler's daily job; the
+/// verdict and a summary of the parsed fields stay, and recent bodies are kept.
+#[tokio::test]
+async fn the_notify_inbox_keeps_raw_bodies_for_the_retention_only() {
+    use crate::support::pay::{notify_params, signed_xml};
+    use diesel_async::RunQueryDsl;
+    let db = std::sync::Arc::new(TestDb::create().await);
+    let first = TestApp::spawn_on(db.clone(), |c| c.reconcile.enabled = false).await;
+    let s = first.register("kept@example.com").await;
+    let old_order = first.recharge(&s, 700, "WECHAT").await;
+    let new_order = first.recharge(&s, 800, "WECHAT").await;
+    let (mch_id, key) = first.merchant();
+    for (order, fee) in [(&old_order, 700), (&new_order, 800)] {
+        let body = signed_xml(notify_params(&mch_id, order, fee), &key);
+        assert_eq!(first.post_notify(body).await, "success");
+    }
+    first.stop().await;
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "UPDATE notify_inbox SET received_at = now() - interval '200 days' WHERE order_no = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(&old_order)
+    .execute(&mut conn)
+    .await
+    .expect("backdate");
+
+    // Another instance starts: its reconciler's daily job runs at once.
+    let _second = TestApp::spawn_on(db.clone(), |c| c.reconcile.enabled = true).await;
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        order_no: String,
+        #[diesel(sql_type = diesel::sql_types::Int4)]
+        body_len: i32,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        verdict: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Jsonb>)]
+        summary: Option<serde_json::Value>,
+    }
+    let read = || async {
+        let mut conn = db.connect().await;
+        diesel::sql_query(
+            "SELECT order_no, length(body) AS body_len, verdict, summary FROM notify_inbox \
+             ORDER BY id",
+        )
+        .load::<Row>(&mut conn)
+        .await
+        .expect("inbox")
+    };
+    crate::support::eventually(20, "the old body is pruned", || async {
+        read()
+            .await
+            .iter()
+            .any(|r| r.order_no == old_order && r.body_len == 0)
+    })
+    .await;
+    let rows = read().await;
+    let old = rows
+        .iter()
+        .find(|r| r.order_no == old_order)
+        .expect("old row");
+    let summary = old.summary.as_ref().expect("a summary");
+    assert_eq!(summary["out_trade_no"], old_order.as_str());
+    assert_eq!(summary["total_fee"], "700");
+    assert!(summary.get("sign").is_none());
+    let new = rows
+        .iter()
+        .find(|r| r.order_no == new_order)
+        .expect("new row");
+    assert!(new.body_len > 0, "a recent body is kept");
+    assert!(new.summary.is_none());
+    assert_eq!(old.verdict, new.verdict, "the verdict stays");
+}
