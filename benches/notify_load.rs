@@ -80,7 +80,9 @@ async fn main() {
     let mut config = Config::from_lookup(|_| None).expect("config");
     config.database_url = Some(Secret::new(url.clone()));
     config.listen = "127.0.0.1:0".parse().expect("addr");
-    config.jwt_secret = Some(Secret::new("bench"));
+    config.jwt_secret = Some(Secret::new("bench-secret-of-at-least-32-bytes-long"));
+    // A database URL says production: the sandbox runs only when asked for.
+    config.sandbox = Some(true);
     config.db_pool_size = 32;
     // The orders wait unpaid at the sandbox for the whole run; the reconciler asking about
     // them would measure itself too.
@@ -90,7 +92,7 @@ async fn main() {
     let base = format!("http://{}", app.local_addr());
     let state = app.state();
     let (mch_id, key) = match app.gateway_kind() {
-        GatewayKind::Sandbox { mch_id, key, .. } => (mch_id.clone(), key.clone()),
+        GatewayKind::Sandbox { mch_id, key, .. } => (mch_id.clone(), key.expose().to_string()),
         GatewayKind::Remote { .. } => unreachable!("no gateway configured"),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -12,16 +12,18 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use rand::Rng;
 use url::Url;
 
+use crate::accounts::session_check::SessionCache;
 use crate::accounts::tokens::{self, JwtKeys};
 use crate::config::{Config, ConfigError, Secret};
 use crate::db::embedded::{Cluster, ClusterOptions, EmbeddedError};
 use crate::db::{self, DbError};
-use crate::events::EventHub;
+use crate::events::{EventHub, SessionSignal};
 use crate::gateway::sandbox::{Sandbox, SandboxConfig};
 use crate::gateway::swiftpass::{Client, ClientConfig, Credentials, SignType};
 use crate::graphql::loaders::TopupLoader;
 use crate::graphql::{self, TopupSchema};
 use crate::http;
+use crate::limits::Limits;
 use crate::orders::Cashier;
 use crate::reconcile::Reconciler;
 use crate::sales::{self, live::LiveSales, rollup::Folder};
@@ -50,39 +52,88 @@ pub enum StartError {
 /// Where the database came from.
 #[derive(Debug)]
 pub enum Database {
-    /// `DATABASE_URL`.
-    External(Secret),
-    /// A private cluster in the data folder.
-    Private(Cluster),
+    /// `DATABASE_URL`, and the schema owner's URL for migrations
+    /// (`TOPUP_MIGRATE_DATABASE_URL`, else `DATABASE_URL` itself).
+    External { url: Secret, owner: Secret },
+    /// A private cluster in the data folder: migrations run as its superuser, the server
+    /// as the `topup_app` role, which may only read and write rows.
+    Private { cluster: Cluster, app_url: Secret },
 }
+
+/// The private cluster's runtime role.
+pub const APP_ROLE: &str = "topup_app";
 
 impl Database {
     /// Connects to `DATABASE_URL`, or starts (or joins) the private cluster and makes sure
-    /// its `topup` database exists.
+    /// its `topup` database and runtime role exist.
     pub async fn resolve(config: &Config) -> Result<Database, StartError> {
         if let Some(url) = &config.database_url {
-            return Ok(Database::External(url.clone()));
+            let owner = config.migrate_database_url.clone().unwrap_or(url.clone());
+            return Ok(Database::External {
+                url: url.clone(),
+                owner,
+            });
         }
         let cluster = Cluster::start(&ClusterOptions {
             dir: config.data_dir.join("pg"),
             ephemeral: false,
         })
         .await?;
-        cluster.ensure_database("topup").await?;
-        Ok(Database::Private(cluster))
+        let prepared = async {
+            cluster.ensure_database("topup").await?;
+            let password = app_password(&config.data_dir)?;
+            db::ensure_login_role(&cluster.url("postgres"), APP_ROLE, password.expose()).await?;
+            let owner = cluster.url("topup");
+            let app_url = owner.replacen(
+                "postgres://postgres@",
+                &format!("postgres://{APP_ROLE}:{}@", password.expose()),
+                1,
+            );
+            Ok::<_, StartError>(Secret::new(app_url))
+        };
+        match prepared.await {
+            Ok(app_url) => Ok(Database::Private { cluster, app_url }),
+            Err(e) => {
+                let _ = cluster.stop().await;
+                Err(e)
+            }
+        }
     }
 
-    /// The connection URL.
+    /// The URL the server connects with at run time.
     pub fn url(&self) -> Secret {
         match self {
-            Database::External(url) => url.clone(),
-            Database::Private(cluster) => Secret::new(cluster.url("topup")),
+            Database::External { url, .. } => url.clone(),
+            Database::Private { app_url, .. } => app_url.clone(),
         }
+    }
+
+    /// The schema owner's URL, for migrations.
+    pub fn owner_url(&self) -> Secret {
+        match self {
+            Database::External { owner, .. } => owner.clone(),
+            Database::Private { cluster, .. } => Secret::new(cluster.url("topup")),
+        }
+    }
+
+    /// Runs pending migrations as the owner, then grants the runtime role reading and
+    /// writing rows (nothing else). Returns how many migrations ran.
+    pub async fn migrate(&self) -> Result<usize, StartError> {
+        let owner = self.owner_url();
+        let ran = db::migrate(owner.expose()).await?;
+        if !db::grant_runtime_role(owner.expose(), self.url().expose()).await? {
+            tracing::warn!(
+                "the server connects as the schema owner: it could change the schema and \
+                 disable the ledger's triggers; set TOPUP_MIGRATE_DATABASE_URL to the owner \
+                 and DATABASE_URL to a role that owns nothing"
+            );
+        }
+        Ok(ran)
     }
 
     /// Stops the private cluster if this process started it.
     pub async fn shutdown(&self) {
-        if let Database::Private(cluster) = self
+        if let Database::Private { cluster, .. } = self
             && let Err(e) = cluster.stop().await
         {
             tracing::error!(error = %e, "stopping the private PostgreSQL");
@@ -100,8 +151,10 @@ pub enum GatewayKind {
         base: String,
         /// The merchant number it accepts.
         mch_id: String,
-        /// Its MD5 key (generated unless configured; it is not a real secret).
-        key: String,
+        /// Its MD5 key (generated, or the public test key; never a real merchant's).
+        key: Secret,
+        /// Where the key is written for the developer (mode 0600); never printed.
+        key_file: std::path::PathBuf,
     },
 }
 
@@ -114,6 +167,7 @@ pub struct Application {
     database: Database,
     sandbox: Option<Sandbox>,
     gateway_kind: GatewayKind,
+    session_forwarder: tokio::task::JoinHandle<()>,
 }
 
 struct Built {
@@ -123,11 +177,14 @@ struct Built {
     schema: TopupSchema,
     sandbox: Option<Sandbox>,
     gateway_kind: GatewayKind,
+    session_forwarder: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
     /// Prepares the database and binds `config.listen` (port 0 picks a free port).
     pub async fn build(config: Config) -> Result<Application, StartError> {
+        // Refused before anything starts: a production setting without a gateway.
+        config.sandbox_mode()?;
         let database = Database::resolve(&config).await?;
         match Self::build_on(config, &database).await {
             Ok(built) => Ok(Application {
@@ -138,6 +195,7 @@ impl Application {
                 database,
                 sandbox: built.sandbox,
                 gateway_kind: built.gateway_kind,
+                session_forwarder: built.session_forwarder,
             }),
             Err(e) => {
                 database.shutdown().await;
@@ -148,7 +206,7 @@ impl Application {
 
     async fn build_on(config: Config, database: &Database) -> Result<Built, StartError> {
         let url = database.url();
-        let ran = db::migrate(url.expose()).await?;
+        let ran = database.migrate().await?;
         if ran > 0 {
             tracing::info!(migrations = ran, "database migrated");
         }
@@ -171,10 +229,20 @@ impl Application {
                     problem,
                 })?;
         }
-        let secret = tokens::load_or_create_secret(config.jwt_secret.as_ref(), &config.data_dir)
-            .map_err(|e| {
-                StartError::Io(format!("JWT secret in {}: {e}", config.data_dir.display()))
-            })?;
+        let notify_pool = db::pool(
+            url.expose(),
+            config.notify_pool_size,
+            Duration::from_secs(10),
+        )?;
+        let secret = {
+            let mut conn = pool
+                .get()
+                .await
+                .map_err(|e| StartError::Io(format!("JWT secret: {e}")))?;
+            tokens::shared_secret(&mut conn, config.jwt_secret.as_ref())
+                .await
+                .map_err(|e| StartError::Io(format!("JWT secret: {}", e.message())))?
+        };
 
         let acceptor = TcpListener::bind(config.listen)
             .into_acceptor()
@@ -200,12 +268,16 @@ impl Application {
             .to_string();
         let (gateway, sandbox, gateway_kind) = gateway(&config, local_addr, &public_url)?;
 
+        let limits = Limits::new(&config.limits);
         let hub = EventHub::start(url.clone(), pool.clone());
         let live_sales = LiveSales::start(pool.clone(), hub.subscribe_sales());
+        let sessions = Arc::new(SessionCache::default());
+        let session_forwarder =
+            tokio::spawn(forward_session_ends(hub.session_ends(), sessions.clone()));
         let loader = DataLoader::new(TopupLoader::new(pool.clone()), tokio::spawn);
         loader.enable_all_cache(false);
         let state = Arc::new(AppState {
-            jwt: JwtKeys::new(&secret),
+            jwt: JwtKeys::new(&secret, config.jwt_secret_previous.as_ref()),
             cashier: Cashier {
                 gateway,
                 notify_url,
@@ -214,9 +286,13 @@ impl Application {
             },
             config,
             pool,
+            notify_pool,
             public_url,
             hub,
             live_sales,
+            sessions,
+            limits,
+            ws_seats: Default::default(),
             sql_statements,
         });
         crate::telemetry::install();
@@ -232,6 +308,7 @@ impl Application {
             schema,
             sandbox,
             gateway_kind,
+            session_forwarder,
         })
     }
 
@@ -263,17 +340,31 @@ impl Application {
     /// The lines printed at start-up: where to point a browser and what is in use.
     pub fn banner(&self) -> String {
         let db = match &self.database {
-            Database::External(_) => "PostgreSQL from DATABASE_URL".to_string(),
-            Database::Private(c) => format!("private PostgreSQL in {}", c.dir().display()),
+            Database::External { .. } => "PostgreSQL from DATABASE_URL".to_string(),
+            Database::Private { cluster, .. } => {
+                format!("private PostgreSQL in {}", cluster.dir().display())
+            }
         };
         let gateway = match &self.gateway_kind {
             GatewayKind::Remote { url, mch_id } => format!("SwiftPass at {url} (mch_id {mch_id})"),
-            GatewayKind::Sandbox { base, mch_id, key } => {
-                format!("in-process SwiftPass sandbox at {base} (mch_id {mch_id}, MD5 key {key})")
+            GatewayKind::Sandbox {
+                base,
+                mch_id,
+                key_file,
+                ..
+            } => format!(
+                "in-process SwiftPass sandbox at {base} (mch_id {mch_id}, MD5 key in {})",
+                key_file.display()
+            ),
+        };
+        let mode = match self.gateway_kind {
+            GatewayKind::Sandbox { .. } => {
+                " in SANDBOX mode: payments are simulated, anyone can pay any order; never for production"
             }
+            GatewayKind::Remote { .. } => "",
         };
         format!(
-            "Topup is serving\n  GraphiQL:  {}graphql\n  data:      {} ({db})\n  gateway:   {gateway}\n",
+            "Topup is serving{mode}\n  GraphiQL:  {}graphql\n  data:      {} ({db})\n  gateway:   {gateway}\n",
             self.state.public_url,
             self.state.config.data_dir.display(),
         )
@@ -288,6 +379,7 @@ impl Application {
             schema,
             database,
             sandbox,
+            session_forwarder,
             ..
         } = self;
         let route = http::routes(state.clone(), schema, sandbox.clone());
@@ -321,11 +413,27 @@ impl Application {
             .await;
         state.live_sales.shutdown();
         state.hub.shutdown();
+        session_forwarder.abort();
         if let Some(sandbox) = sandbox {
             sandbox.shutdown();
         }
         database.shutdown().await;
         served
+    }
+}
+
+/// Hands the hub's session-end announcements to the session cache.
+async fn forward_session_ends(
+    mut ends: tokio::sync::broadcast::Receiver<SessionSignal>,
+    sessions: Arc<SessionCache>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match ends.recv().await {
+            Ok(SessionSignal::Ended(id)) => sessions.ended(id),
+            Ok(SessionSignal::Resync) | Err(RecvError::Lagged(_)) => sessions.forget_open(),
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 
@@ -344,7 +452,13 @@ fn gateway(
             format!("unknown sign type {:?}", sp.sign_type),
         )
     })?;
-    if let Some(url) = &sp.gateway_url {
+    if !config.sandbox_mode()? {
+        let url = sp.gateway_url.as_ref().ok_or_else(|| {
+            setting(
+                "SWIFTPASS_GATEWAY_URL",
+                "required when the sandbox is off".into(),
+            )
+        })?;
         let (client, mch_id) = remote(config, url)?;
         let kind = GatewayKind::Remote {
             url: url.clone(),
@@ -367,10 +481,14 @@ fn gateway(
         .mch_id
         .clone()
         .unwrap_or_else(|| format!("755{:07}", rng.random_range(0..10_000_000u32)));
+    // `sandbox_mode` let through only the public test key.
     let key = match &sp.key {
         Some(k) => k.expose().to_string(),
         None => hex::encode(rng.random::<[u8; 16]>()),
     };
+    let key_file = config.data_dir.join("sandbox-md5-key");
+    write_private(&key_file, &key)
+        .map_err(|e| StartError::Io(format!("{}: {e}", key_file.display())))?;
     let base = format!("{public_url}sandbox");
     let sandbox = Sandbox::new(SandboxConfig {
         mch_id: mch_id.clone(),
@@ -393,11 +511,54 @@ fn gateway(
         local("download/gateway")?,
         credentials,
     )?;
+    tracing::warn!(
+        sandbox = %base,
+        "SANDBOX: payments are simulated; anyone can pay any order at /sandbox"
+    );
     Ok((
         client,
         Some(sandbox),
-        GatewayKind::Sandbox { base, mch_id, key },
+        GatewayKind::Sandbox {
+            base,
+            mch_id,
+            key: Secret::new(key),
+            key_file,
+        },
     ))
+}
+
+/// The private cluster's runtime role's password: generated once into
+/// `<data dir>/pg-app-password` (mode 0600).
+fn app_password(data_dir: &std::path::Path) -> Result<Secret, StartError> {
+    let path = data_dir.join("pg-app-password");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(Secret::new(text.trim())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StartError::Io(format!("{}: {e}", path.display()))),
+    }
+    let password = hex::encode(rand::rng().random::<[u8; 24]>());
+    write_private(&path, &password)
+        .map_err(|e| StartError::Io(format!("{}: {e}", path.display())))?;
+    Ok(Secret::new(password))
+}
+
+/// Writes a file only its owner may read (mode 0600), replacing what was there.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An older file keeps its mode through `open`: narrow it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }
 
 /// The SwiftPass client of a configured gateway (`SWIFTPASS_GATEWAY_URL`), for the
@@ -412,7 +573,8 @@ pub fn gateway_client(config: &Config) -> Result<Client, StartError> {
         .ok_or_else(|| ConfigError {
             name: "SWIFTPASS_GATEWAY_URL",
             problem: "required here (a running `topup serve` in dev mode answers at \
-                  <its URL>/sandbox/pay/gateway, with the merchant number and key of its banner)"
+                  <its URL>/sandbox/pay/gateway, with the merchant number of its banner and the key in its \
+                  data folder's sandbox-md5-key)"
                 .into(),
         })?;
     Ok(remote(config, url)?.0)

@@ -131,6 +131,9 @@ pub struct ReconcileSettings {
     /// `TOPUP_RECONCILE_BILL_TIME`: when the daily bill of the day before is reconciled;
     /// `None` (`off`) leaves it to `topup reconcile bills`.
     pub bill_time: Option<BillTime>,
+    /// `TOPUP_NOTIFY_RETENTION_DAYS`: how long raw notify bodies are kept; the daily job
+    /// then keeps only the verdict and a summary.
+    pub notify_retention: Duration,
 }
 
 impl ReconcileSettings {
@@ -185,13 +188,43 @@ fn parse_bool(text: &str) -> Result<bool, String> {
     }
 }
 
+/// Rate limits, each in events per minute per key (0 turns it off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// `TOPUP_LIMIT_LOGIN_PER_ACCOUNT`: login attempts per email address.
+    pub login_per_account: u32,
+    /// `TOPUP_LIMIT_LOGIN_PER_IP`: login attempts per client IP.
+    pub login_per_ip: u32,
+    /// `TOPUP_LIMIT_REGISTER_PER_IP`: sign-ups per client IP.
+    pub register_per_ip: u32,
+    /// `TOPUP_LIMIT_NOTIFY_PER_IP`: notifies per sender IP (the gateway's few addresses
+    /// send every payment: keep it well above the peak payment rate).
+    pub notify_per_ip: u32,
+}
+
+/// Bounds of GraphQL over WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsSettings {
+    /// `TOPUP_WS_INIT_TIMEOUT_SECS`: a connection must send `connection_init` this soon.
+    pub init_timeout: Duration,
+    /// `TOPUP_WS_CONNECTIONS_PER_USER`: open connections one user may hold (0: no cap).
+    pub connections_per_user: usize,
+}
+
 /// All settings of a Topup process.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `DATABASE_URL`: unset means a private cluster in `$TOPUP_DATA_DIR/pg`.
     pub database_url: Option<Secret>,
+    /// `TOPUP_MIGRATE_DATABASE_URL`: the schema owner's URL. Migrations run as the owner,
+    /// which then grants the `DATABASE_URL` role reading and writing rows only. Unset:
+    /// migrations run as `DATABASE_URL`'s role.
+    pub migrate_database_url: Option<Secret>,
     /// `TOPUP_DB_POOL_SIZE`: connections per process.
     pub db_pool_size: usize,
+    /// `TOPUP_NOTIFY_POOL_SIZE`: connections kept for the gateway's notifies, apart from
+    /// the main pool, so a burst of other requests cannot starve a payment.
+    pub notify_pool_size: usize,
     /// `TOPUP_LISTEN`: the address the HTTP server binds.
     pub listen: SocketAddr,
     /// `TOPUP_PUBLIC_URL`: the base URL others (the gateway's notifies) reach us at.
@@ -199,9 +232,16 @@ pub struct Config {
     pub public_url: Option<Url>,
     /// `TOPUP_DATA_DIR`: the private cluster and the generated JWT secret live here.
     pub data_dir: PathBuf,
-    /// `TOPUP_JWT_SECRET`: the HS256 key; generated into the data folder when unset.
+    /// `TOPUP_JWT_SECRET`: the HS256 key (at least 32 bytes); generated once into the
+    /// database when unset, so every instance on it shares one.
     pub jwt_secret: Option<Secret>,
+    /// `TOPUP_JWT_SECRET_PREVIOUS`: the key before a rotation; tokens it signed are still
+    /// accepted (until they expire, 15 minutes at most). Remove it after that.
+    pub jwt_secret_previous: Option<Secret>,
     pub swiftpass: SwiftpassSettings,
+    /// `TOPUP_SANDBOX`: `Some(true)` asks for the in-process sandbox, `Some(false)` forbids
+    /// it; unset leaves it to [`Config::sandbox_mode`] (zero-configuration only).
+    pub sandbox: Option<bool>,
     /// `TOPUP_SANDBOX_TIME_SCALE`: multiplies the in-process sandbox's notify schedule.
     pub sandbox_time_scale: f64,
     pub recharge: RechargeSettings,
@@ -211,6 +251,8 @@ pub struct Config {
     /// `TOPUP_INTROSPECTION`: answer introspection queries (GraphiQL needs them).
     pub introspection: bool,
     pub sales: SalesSettings,
+    pub limits: LimitSettings,
+    pub ws: WsSettings,
 }
 
 /// Sales reports and their rollup.
@@ -259,6 +301,13 @@ impl Config {
                 problem: "must be at least 1".into(),
             });
         }
+        let notify_pool_size: usize = parse_or(&get, "TOPUP_NOTIFY_POOL_SIZE", 4)?;
+        if notify_pool_size == 0 {
+            return Err(ConfigError {
+                name: "TOPUP_NOTIFY_POOL_SIZE",
+                problem: "must be at least 1".into(),
+            });
+        }
         let reconcile = reconcile_settings(&get)?;
         let flag = |name: &'static str| {
             get(name)
@@ -271,7 +320,9 @@ impl Config {
         let introspection = flag("TOPUP_INTROSPECTION")?;
         Ok(Config {
             database_url: secret("DATABASE_URL"),
+            migrate_database_url: secret("TOPUP_MIGRATE_DATABASE_URL"),
             db_pool_size: pool_size,
+            notify_pool_size,
             listen: parse_or(
                 &get,
                 "TOPUP_LISTEN",
@@ -281,7 +332,11 @@ impl Config {
             data_dir: get("TOPUP_DATA_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(".topup")),
-            jwt_secret: secret("TOPUP_JWT_SECRET"),
+            jwt_secret: jwt_secret(secret("TOPUP_JWT_SECRET"), "TOPUP_JWT_SECRET")?,
+            jwt_secret_previous: jwt_secret(
+                secret("TOPUP_JWT_SECRET_PREVIOUS"),
+                "TOPUP_JWT_SECRET_PREVIOUS",
+            )?,
             swiftpass: SwiftpassSettings {
                 gateway_url: parse_opt(&get, "SWIFTPASS_GATEWAY_URL")?,
                 download_url: parse_opt(&get, "SWIFTPASS_DOWNLOAD_URL")?,
@@ -296,6 +351,13 @@ impl Config {
                     10_000u64,
                 )?),
             },
+            sandbox: get("TOPUP_SANDBOX")
+                .map(|v| parse_bool(&v))
+                .transpose()
+                .map_err(|problem| ConfigError {
+                    name: "TOPUP_SANDBOX",
+                    problem,
+                })?,
             sandbox_time_scale: time_scale,
             recharge: RechargeSettings {
                 min_amount,
@@ -307,6 +369,20 @@ impl Config {
             graphiql,
             introspection,
             sales: sales_settings(&get)?,
+            limits: LimitSettings {
+                login_per_account: parse_or(&get, "TOPUP_LIMIT_LOGIN_PER_ACCOUNT", 10)?,
+                login_per_ip: parse_or(&get, "TOPUP_LIMIT_LOGIN_PER_IP", 60)?,
+                register_per_ip: parse_or(&get, "TOPUP_LIMIT_REGISTER_PER_IP", 20)?,
+                notify_per_ip: parse_or(&get, "TOPUP_LIMIT_NOTIFY_PER_IP", 60_000)?,
+            },
+            ws: WsSettings {
+                init_timeout: Duration::from_secs(parse_or(
+                    &get,
+                    "TOPUP_WS_INIT_TIMEOUT_SECS",
+                    10u64,
+                )?),
+                connections_per_user: parse_or(&get, "TOPUP_WS_CONNECTIONS_PER_USER", 10)?,
+            },
         })
     }
 }
@@ -335,6 +411,104 @@ fn sales_settings(get: &impl Fn(&str) -> Option<String>) -> Result<SalesSettings
         time_zone,
         rollup_interval: Duration::from_millis(interval),
     })
+}
+
+/// The public SwiftPass test merchant's MD5 key (from the protocol's documentation): the only
+/// configured key the in-process sandbox signs with, since it is no one's real key.
+pub const PUBLIC_TEST_KEY: &str = "9d101c97133837e13dde2d32a5054abb";
+
+impl Config {
+    /// Whether `serve` runs the in-process SwiftPass sandbox, or why it cannot start.
+    ///
+    /// The sandbox pays any order on request, so it never runs by accident: it is on with
+    /// `TOPUP_SANDBOX=1`, or in zero-configuration mode (no `DATABASE_URL`, no
+    /// `SWIFTPASS_GATEWAY_URL`, no `TOPUP_PUBLIC_URL`, a loopback `TOPUP_LISTEN`). Anything
+    /// else without a gateway URL is a start-up error naming the setting. A sandbox never
+    /// signs with a configured merchant key (only with the public test key).
+    pub fn sandbox_mode(&self) -> Result<bool, ConfigError> {
+        let sp = &self.swiftpass;
+        if sp.gateway_url.is_some() {
+            if self.sandbox == Some(true) {
+                return Err(ConfigError {
+                    name: "TOPUP_SANDBOX",
+                    problem: "the in-process sandbox replaces the gateway: unset \
+                              SWIFTPASS_GATEWAY_URL or TOPUP_SANDBOX"
+                        .into(),
+                });
+            }
+            return Ok(false);
+        }
+        let on = match self.sandbox {
+            Some(asked) => asked,
+            None => {
+                self.database_url.is_none()
+                    && self.public_url.is_none()
+                    && self.listen.ip().is_loopback()
+            }
+        };
+        if !on {
+            let why = match self.sandbox {
+                Some(false) => "TOPUP_SANDBOX is off".to_string(),
+                _ => {
+                    let mut set = Vec::new();
+                    if self.database_url.is_some() {
+                        set.push("DATABASE_URL");
+                    }
+                    if self.public_url.is_some() {
+                        set.push("TOPUP_PUBLIC_URL");
+                    }
+                    if !self.listen.ip().is_loopback() {
+                        set.push("a non-loopback TOPUP_LISTEN");
+                    }
+                    format!("{} set, so this is not a local trial", set.join(", "))
+                }
+            };
+            return Err(ConfigError {
+                name: "SWIFTPASS_GATEWAY_URL",
+                problem: format!(
+                    "required: {why}, and the in-process sandbox (which pays any order on \
+                     request) only runs in zero-configuration mode or with TOPUP_SANDBOX=1"
+                ),
+            });
+        }
+        if sp
+            .key
+            .as_ref()
+            .is_some_and(|k| k.expose() != PUBLIC_TEST_KEY)
+        {
+            return Err(ConfigError {
+                name: "SWIFTPASS_KEY",
+                problem: "the in-process sandbox never signs with a configured merchant key \
+                          (only the public test key): unset it, or set SWIFTPASS_GATEWAY_URL"
+                    .into(),
+            });
+        }
+        if sp.private_key.is_some() || sp.platform_public_key.is_some() {
+            return Err(ConfigError {
+                name: "SWIFTPASS_PRIVATE_KEY",
+                problem: "the in-process sandbox never uses configured RSA keys: unset \
+                          SWIFTPASS_PRIVATE_KEY and SWIFTPASS_PLATFORM_PUBLIC_KEY, or set \
+                          SWIFTPASS_GATEWAY_URL"
+                    .into(),
+            });
+        }
+        Ok(true)
+    }
+}
+
+/// The shortest accepted HS256 key: 256 bits, the hash's own size.
+pub const JWT_SECRET_MIN_BYTES: usize = 32;
+
+fn jwt_secret(value: Option<Secret>, name: &'static str) -> Result<Option<Secret>, ConfigError> {
+    match value {
+        Some(secret) if secret.expose().len() < JWT_SECRET_MIN_BYTES => Err(ConfigError {
+            name,
+            problem: format!(
+                "too short: at least {JWT_SECRET_MIN_BYTES} bytes (e.g. `openssl rand -base64 48`)"
+            ),
+        }),
+        other => Ok(other),
+    }
 }
 
 fn reconcile_settings(
@@ -382,12 +556,20 @@ fn reconcile_settings(
             offset: CHINA,
         }),
     };
+    let retention_days: u64 = parse_or(get, "TOPUP_NOTIFY_RETENTION_DAYS", 180)?;
+    if retention_days == 0 {
+        return Err(with(
+            "TOPUP_NOTIFY_RETENTION_DAYS",
+            "must be at least 1".into(),
+        ));
+    }
     Ok(ReconcileSettings {
         enabled,
         schedule,
         time_scale,
         watch,
         bill_time,
+        notify_retention: Duration::from_secs(retention_days * 24 * 3600),
     })
 }
 
@@ -500,10 +682,55 @@ mod tests {
     }
 
     #[test]
+    fn the_sandbox_runs_only_when_nothing_says_production() {
+        let mode = |pairs: &[(&str, &str)]| config(pairs).expect("config").sandbox_mode();
+        let on = |pairs: &[(&str, &str)]| mode(pairs).expect("sandbox on");
+        let refused = |pairs: &[(&str, &str)]| mode(pairs).expect_err("start-up error").name;
+        let db = ("DATABASE_URL", "postgres://db/x");
+        let gw = ("SWIFTPASS_GATEWAY_URL", "https://gw.example/pay/gateway");
+        // Zero configuration: on.
+        assert!(on(&[]));
+        assert!(on(&[("TOPUP_LISTEN", "[::1]:8000")]));
+        // Asked for: on, whatever else is set.
+        assert!(on(&[db, ("TOPUP_SANDBOX", "1")]));
+        assert!(on(&[
+            ("TOPUP_LISTEN", "0.0.0.0:80"),
+            ("TOPUP_SANDBOX", "true")
+        ]));
+        // A gateway URL: off.
+        assert!(!on(&[gw]));
+        assert!(!on(&[db, gw, ("TOPUP_SANDBOX", "0")]));
+        // Anything that says production, without a gateway: a start-up error.
+        assert_eq!(refused(&[db]), "SWIFTPASS_GATEWAY_URL");
+        assert_eq!(
+            refused(&[("TOPUP_PUBLIC_URL", "https://pay.example")]),
+            "SWIFTPASS_GATEWAY_URL"
+        );
+        assert_eq!(
+            refused(&[("TOPUP_LISTEN", "0.0.0.0:8000")]),
+            "SWIFTPASS_GATEWAY_URL"
+        );
+        assert_eq!(
+            refused(&[("TOPUP_SANDBOX", "off")]),
+            "SWIFTPASS_GATEWAY_URL"
+        );
+        assert_eq!(refused(&[gw, ("TOPUP_SANDBOX", "1")]), "TOPUP_SANDBOX");
+        // Never a real merchant key.
+        assert_eq!(refused(&[("SWIFTPASS_KEY", "a-real-key")]), "SWIFTPASS_KEY");
+        assert!(on(&[("SWIFTPASS_KEY", PUBLIC_TEST_KEY)]));
+        assert_eq!(
+            refused(&[("SWIFTPASS_PRIVATE_KEY", "/etc/merchant.pem")]),
+            "SWIFTPASS_PRIVATE_KEY"
+        );
+        let bad = config(&[("TOPUP_SANDBOX", "maybe")]).expect_err("not a boolean");
+        assert_eq!(bad.name, "TOPUP_SANDBOX");
+    }
+
+    #[test]
     fn secrets_never_show_in_debug() {
         let c = config(&[
             ("DATABASE_URL", "postgres://u:hunter2@db/x"),
-            ("TOPUP_JWT_SECRET", "jwt-hunter2"),
+            ("TOPUP_JWT_SECRET", "jwt-hunter2-jwt-hunter2-jwt-hunter2"),
             ("SWIFTPASS_KEY", "md5-hunter2"),
         ])
         .expect("config");
@@ -523,5 +750,11 @@ mod tests {
         assert_eq!(err.name, "TOPUP_RECHARGE_MAX_FEN");
         assert!(config(&[("TOPUP_SANDBOX_TIME_SCALE", "0")]).is_err());
         assert!(config(&[("TOPUP_DB_POOL_SIZE", "0")]).is_err());
+        for name in ["TOPUP_JWT_SECRET", "TOPUP_JWT_SECRET_PREVIOUS"] {
+            let err = config(&[(name, "only-31-bytes-of-secret-here!!!")]).expect_err("short");
+            assert_eq!(err.name, name);
+            assert!(!err.to_string().contains("only-31"), "{err}");
+            assert!(config(&[(name, "exactly-32-bytes-of-secret-here!")]).is_ok());
+        }
     }
 }

@@ -17,8 +17,8 @@
 //! ```
 //!
 //! `http` serves the routes (GraphQL, the notify route, probes); `graphql` holds the schema;
-//! `state` is the bag of shared handles (pool, cashier, JWT keys, event hub) the transports
-//! hand out piece by piece. The capabilities: `accounts` (users, sessions), `ledger` (the
+//! `state` is the bag of shared handles (pools, cashier, JWT keys, event hub, session cache,
+//! rate limits from `limits`) the transports hand out piece by piece. The capabilities: `accounts` (users, sessions), `ledger` (the
 //! only writer of journal entries and postings), `events` (the order timeline, its outbox and
 //! the LISTEN hub), `orders` (orders and their state machine, creating orders paid by QR
 //! code, the reconciler's watch list), `catalog` (products, entitlements), `payments` (the
@@ -65,6 +65,7 @@ pub mod gateway_calls;
 pub mod graphql;
 pub mod http;
 pub mod ledger;
+pub mod limits;
 pub mod orders;
 pub mod payments;
 pub mod reconcile;

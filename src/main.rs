@@ -87,25 +87,44 @@ enum AdminCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    // A server running the sandbox says so on every line it logs; a wrong setting is
+    // reported by `serve` itself.
+    let sandbox = matches!(command, Command::Serve)
+        && Config::from_env()
+            .ok()
+            .is_some_and(|c| c.sandbox_mode().unwrap_or(false));
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
     };
+    let marked = move || Prefixed {
+        out: std::io::stdout(),
+        json: false,
+        on: sandbox,
+    };
     match std::env::var("TOPUP_LOG_FORMAT").as_deref().map(str::trim) {
-        Err(_) | Ok("" | "text") => tracing_subscriber::fmt().with_env_filter(filter()).init(),
+        Err(_) | Ok("" | "text") => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(marked)
+            .init(),
         Ok("json") => tracing_subscriber::fmt()
             .json()
             .with_current_span(true)
             .with_span_list(true)
             .with_env_filter(filter())
+            .with_writer(move || Prefixed {
+                json: true,
+                ..marked()
+            })
             .init(),
         Ok(other) => {
             eprintln!("topup: TOPUP_LOG_FORMAT: {other:?} is neither text nor json");
             return ExitCode::FAILURE;
         }
     }
-    let cli = Cli::parse();
-    match run(cli.command.unwrap_or(Command::Serve)).await {
+    match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("topup: {message}");
@@ -126,8 +145,8 @@ async fn run(command: Command) -> Result<(), String> {
             .map_err(|e| e.to_string()),
         Command::Migrate => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
-            with_database(&config, async |url| {
-                let ran = db::migrate(url).await.map_err(|e| e.to_string())?;
+            with_database(&config, async |database| {
+                let ran = database.migrate().await.map_err(|e| e.to_string())?;
                 println!("{ran} migration(s) applied");
                 Ok(())
             })
@@ -146,9 +165,10 @@ async fn run(command: Command) -> Result<(), String> {
             let role = Role::parse(&role.to_uppercase())
                 .ok_or_else(|| format!("unknown role {role:?}: CUSTOMER, SALES, AGENT or ADMIN"))?;
             let config = Config::from_env().map_err(|e| e.to_string())?;
-            with_database(&config, async |url| {
-                db::migrate(url).await.map_err(|e| e.to_string())?;
-                let pool = db::pool(url, 2, std::time::Duration::from_secs(10))
+            with_database(&config, async |database| {
+                database.migrate().await.map_err(|e| e.to_string())?;
+                let url = database.url();
+                let pool = db::pool(url.expose(), 2, std::time::Duration::from_secs(10))
                     .map_err(|e| e.to_string())?;
                 let user = accounts::create_user(&pool, &email, &password, role, agent)
                     .await
@@ -175,10 +195,11 @@ async fn serve() -> Result<(), String> {
 async fn reconcile(once: bool, command: Option<ReconcileCommand>) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let gateway = topup::app::gateway_client(&config).map_err(|e| e.to_string())?;
-    with_database(&config, async |url| {
-        db::migrate(url).await.map_err(|e| e.to_string())?;
-        let pool =
-            db::pool(url, 4, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    with_database(&config, async |database| {
+        database.migrate().await.map_err(|e| e.to_string())?;
+        let url = database.url();
+        let pool = db::pool(url.expose(), 4, std::time::Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
         match command {
             Some(ReconcileCommand::Bills { date }) => bills(&pool, &gateway, date).await,
             None => {
@@ -265,12 +286,47 @@ async fn bills(
 /// cluster this process started.
 async fn with_database(
     config: &Config,
-    work: impl AsyncFnOnce(&str) -> Result<(), String>,
+    work: impl AsyncFnOnce(&Database) -> Result<(), String>,
 ) -> Result<(), String> {
     let database = Database::resolve(config).await.map_err(|e| e.to_string())?;
-    let result = work(database.url().expose()).await;
+    let result = work(&database).await;
     database.shutdown().await;
     result
+}
+
+/// A log writer that marks every line of a server running the sandbox (the formatter hands
+/// it one whole line per write): text lines start with `[SANDBOX] `, JSON lines get a
+/// `"sandbox":true` field (so they stay JSON).
+struct Prefixed<W> {
+    out: W,
+    json: bool,
+    on: bool,
+}
+
+impl<W: std::io::Write> std::io::Write for Prefixed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.on {
+            self.out.write_all(buf)?;
+            return Ok(buf.len());
+        }
+        let mut line = Vec::with_capacity(buf.len() + 16);
+        match (self.json, buf.split_first()) {
+            (true, Some((b'{', rest))) => {
+                line.extend_from_slice(b"{\"sandbox\":true,");
+                line.extend_from_slice(rest);
+            }
+            _ => {
+                line.extend_from_slice(b"[SANDBOX] ");
+                line.extend_from_slice(buf);
+            }
+        }
+        self.out.write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 async fn shutdown_signal() {

@@ -3,6 +3,7 @@
 
 mod directory;
 pub mod password;
+pub mod session_check;
 pub mod tokens;
 
 use chrono::{DateTime, Utc};
@@ -97,6 +98,8 @@ pub struct User {
     /// The sales person a customer is attributed to.
     pub sales_user_id: Option<i64>,
     pub created_at: DateTime<Utc>,
+    /// When an admin disabled the account (no login, no refresh, sessions ended).
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 /// What a successful login, sign-up or refresh hands back.
@@ -201,8 +204,94 @@ pub async fn login(
         return Err(refused());
     }
     let user = user.ok_or_else(refused)?;
+    // Told only to whoever knows the password.
+    if user.disabled_at.is_some() {
+        return Err(AppError::Unauthenticated("this account is disabled"));
+    }
     let refresh = open_session(&mut *pool.get().await?, user.id).await?;
     grant(keys, user, refresh)
+}
+
+/// Changes the signed-in user's password after checking the current one, ends every
+/// session of the user (their access tokens and subscriptions stop, on every instance) and
+/// opens a new one for the caller. Takes the pool: no connection is held while hashing.
+pub async fn change_password(
+    pool: &Pool,
+    keys: &JwtKeys,
+    user_id: i64,
+    current: &str,
+    new: &str,
+) -> AppResult<AuthGrant> {
+    let stored: String = users::table
+        .find(user_id)
+        .select(users::password_hash)
+        .first(&mut *pool.get().await?)
+        .await?;
+    if !password::verify(current, Some(stored)).await? {
+        return Err(AppError::BadInput("the current password is wrong".into()));
+    }
+    let user = get_user(&mut *pool.get().await?, user_id).await?;
+    password::check_policy(new, user.email.as_str())?;
+    if current == new {
+        return Err(AppError::BadInput(
+            "the new password is the current one".into(),
+        ));
+    }
+    let hash = password::hash(new).await?;
+    let mut conn = pool.get().await?;
+    let refresh = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            diesel::update(users::table.find(user_id))
+                .set(users::password_hash.eq(&hash))
+                .execute(conn)
+                .await?;
+            revoke_user_sessions(conn, user_id, "password changed").await?;
+            open_session(conn, user_id).await
+        })
+        .await?;
+    grant(keys, user, refresh)
+}
+
+/// Disables (or enables again) a user: a disabled user cannot log in or refresh, and every
+/// session they had ends at once. Audited as the admin's action. An admin cannot disable
+/// themselves.
+pub async fn set_disabled(
+    conn: &mut AsyncPgConnection,
+    admin_id: i64,
+    user_id: i64,
+    disabled: bool,
+) -> AppResult<User> {
+    if disabled && admin_id == user_id {
+        return Err(AppError::BadInput("you cannot disable yourself".into()));
+    }
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let stamp = disabled.then(Utc::now);
+        let user: User = diesel::update(users::table.find(user_id))
+            .set(users::disabled_at.eq(stamp))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(AppError::NotFound("user"))?;
+        if disabled {
+            revoke_user_sessions(conn, user_id, "user disabled").await?;
+        }
+        let action = if disabled {
+            "disableUser"
+        } else {
+            "enableUser"
+        };
+        crate::audit::record(
+            conn,
+            Some(admin_id),
+            action,
+            Some(&format!("user:{user_id}")),
+            &serde_json::json!({ "userId": user_id.to_string() }),
+        )
+        .await?;
+        Ok(user)
+    })
+    .await
 }
 
 /// Trades a refresh token for a new access token and a new refresh token. The presented
@@ -232,6 +321,7 @@ pub async fn refresh(
                 .inner_join(users::table)
                 .filter(sessions::id.eq(session_id))
                 .filter(sessions::revoked_at.is_null())
+                .filter(users::disabled_at.is_null())
                 .select(User::as_select())
                 .first(conn)
                 .await
@@ -360,6 +450,23 @@ async fn revoke_session(
         .execute(conn)
         .await?;
     Ok(ended == 1)
+}
+
+/// Ends every open session of a user (the database announces each to every instance).
+async fn revoke_user_sessions(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    reason: &str,
+) -> AppResult<usize> {
+    Ok(diesel::update(sessions::table)
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .set((
+            sessions::revoked_at.eq(diesel::dsl::now),
+            sessions::revoke_reason.eq(reason),
+        ))
+        .execute(conn)
+        .await?)
 }
 
 fn grant(

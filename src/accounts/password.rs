@@ -1,9 +1,13 @@
 //! Passwords: the policy a new one must meet, and argon2id hashing (run off the async
-//! threads, it is deliberately slow).
+//! threads on a bounded number of blocking threads, with no database connection held: it is
+//! deliberately slow).
+
+use std::sync::LazyLock;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngCore;
+use tokio::sync::Semaphore;
 
 use crate::error::{AppError, AppResult};
 
@@ -93,12 +97,27 @@ pub fn check_policy(password: &str, email: &str) -> AppResult<()> {
     Ok(())
 }
 
+/// How many argon2 computations run at once: one per core. Each takes a blocking thread
+/// and about 19 MiB; more at once would only queue on the CPU and let a burst of logins
+/// take every blocking thread. Callers wait here, holding no database connection.
+static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
+    Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+});
+
+/// Runs one argon2 computation on a blocking thread, when a permit is free.
+async fn bounded<T: Send + 'static>(
+    work: impl FnOnce() -> AppResult<T> + Send + 'static,
+) -> AppResult<T> {
+    let _permit = HASHING.acquire().await.map_err(AppError::internal)?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(AppError::internal)?
+}
+
 /// Hashes a password with argon2id (PHC string).
 pub async fn hash(password: &str) -> AppResult<String> {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
-        .await
-        .map_err(AppError::internal)?
+    bounded(move || hash_blocking(&password)).await
 }
 
 fn hash_blocking(password: &str) -> AppResult<String> {
@@ -115,7 +134,7 @@ fn hash_blocking(password: &str) -> AppResult<String> {
 /// same work hashing the password, so timing does not tell which emails exist.
 pub async fn verify(password: &str, stored: Option<String>) -> AppResult<bool> {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || match stored {
+    bounded(move || match stored {
         Some(phc) => {
             let parsed = PasswordHash::new(&phc).map_err(AppError::internal)?;
             Ok(Argon2::default()
@@ -125,7 +144,6 @@ pub async fn verify(password: &str, stored: Option<String>) -> AppResult<bool> {
         None => hash_blocking(&password).map(|_| false),
     })
     .await
-    .map_err(AppError::internal)?
 }
 
 #[cfg(test)]

@@ -131,6 +131,67 @@ impl<T> Page<T> {
     }
 }
 
+/// The role a connection URL logs in as (`postgres` when it names none, as libpq does for
+/// a process run as `postgres`).
+fn role_of(url: &str) -> Result<String, DbError> {
+    let parsed = url::Url::parse(url).map_err(|e| DbError::Migrate(format!("a URL: {e}")))?;
+    let user = parsed.username();
+    Ok(if user.is_empty() {
+        "postgres".to_owned()
+    } else {
+        user.to_owned()
+    })
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Gives the role of `runtime_url` what a running server needs and nothing more: it may
+/// read and write rows (SELECT, INSERT, UPDATE, DELETE; the sequences), but owns nothing, so
+/// it cannot change the schema, TRUNCATE, or disable the triggers that guard the money.
+/// Run as the owner after migrating. Returns false when both URLs are the same role (the
+/// server then runs as the owner).
+pub async fn grant_runtime_role(owner_url: &str, runtime_url: &str) -> Result<bool, DbError> {
+    use diesel_async::SimpleAsyncConnection;
+    let (owner, runtime) = (role_of(owner_url)?, role_of(runtime_url)?);
+    if owner == runtime {
+        return Ok(false);
+    }
+    let role = quote_ident(&runtime);
+    let mut conn = AsyncPgConnection::establish(owner_url).await?;
+    conn.batch_execute(&format!(
+        "GRANT USAGE ON SCHEMA public TO {role};
+         REVOKE CREATE ON SCHEMA public FROM {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+         REVOKE TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA public FROM {role};
+         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role};"
+    ))
+    .await
+    .map_err(|e| DbError::Migrate(format!("granting {runtime} its rights: {e}")))?;
+    Ok(true)
+}
+
+/// Creates (or updates) a login role with `password` that owns nothing: the private
+/// cluster's runtime role.
+pub async fn ensure_login_role(owner_url: &str, role: &str, password: &str) -> Result<(), DbError> {
+    use diesel_async::SimpleAsyncConnection;
+    let ident = quote_ident(role);
+    let literal = format!("'{}'", password.replace('\'', "''"));
+    let mut conn = AsyncPgConnection::establish(owner_url).await?;
+    conn.batch_execute(&format!(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{}') THEN
+             CREATE ROLE {ident} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+           END IF;
+         END $$;
+         ALTER ROLE {ident} PASSWORD {literal};",
+        role.replace('\'', "''")
+    ))
+    .await
+    .map_err(|e| DbError::Migrate(format!("creating role {role}: {e}")))
+}
+
 /// Runs every pending migration. Returns how many ran.
 pub async fn migrate(url: &str) -> Result<usize, DbError> {
     let conn = AsyncPgConnection::establish(url).await?;

@@ -20,6 +20,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Secrets every instance on the database shares (the generated JWT key).
+    app_secrets (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
         email -> Text,
@@ -28,6 +37,7 @@ diesel::table! {
         agent_id -> Nullable<Int8>,
         sales_user_id -> Nullable<Int8>,
         created_at -> Timestamptz,
+        disabled_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -232,6 +242,8 @@ diesel::table! {
         processed_at -> Nullable<Timestamptz>,
         replay_at -> Nullable<Timestamptz>,
         replays -> Int4,
+        summary -> Nullable<Jsonb>,
+        pruned_at -> Nullable<Timestamptz>,
     }
 }
 

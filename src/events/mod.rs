@@ -39,6 +39,19 @@ pub const SALES_CHANNEL: &str = "topup_sales";
 /// the moved agent's id.
 pub const TREE_CHANNEL: &str = "topup_agent_tree";
 
+/// The NOTIFY channel of ended sessions (a trigger on `sessions`); the payload is the
+/// session's id.
+pub const SESSION_CHANNEL: &str = "topup_session_ended";
+
+/// What the hub tells the session checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionSignal {
+    /// This session ended: its access tokens and connections stop.
+    Ended(i64),
+    /// Announcements may have been missed: re-read what is cached.
+    Resync,
+}
+
 /// How many events a slow subscriber may fall behind before it must re-read.
 const BUFFER: usize = 4096;
 
@@ -233,6 +246,7 @@ pub async fn load(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult<Vec<Or
 pub struct EventHub {
     tx: broadcast::Sender<HubMessage>,
     sales: broadcast::Sender<SalesMessage>,
+    sessions: broadcast::Sender<SessionSignal>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -241,15 +255,22 @@ impl EventHub {
     pub fn start(database_url: Secret, pool: Pool) -> EventHub {
         let (tx, _) = broadcast::channel(BUFFER);
         let (sales, _) = broadcast::channel(BUFFER);
+        let (sessions, _) = broadcast::channel(BUFFER);
         let task = tokio::spawn(listen_forever(
             database_url,
             pool,
             Senders {
                 events: tx.clone(),
                 sales: sales.clone(),
+                sessions: sessions.clone(),
             },
         ));
-        EventHub { tx, sales, task }
+        EventHub {
+            tx,
+            sales,
+            sessions,
+            task,
+        }
     }
 
     /// A receiver of every event committed from now on.
@@ -260,6 +281,11 @@ impl EventHub {
     /// A receiver of every sale and agent move committed from now on.
     pub fn subscribe_sales(&self) -> broadcast::Receiver<SalesMessage> {
         self.sales.subscribe()
+    }
+
+    /// A receiver of every session end committed from now on.
+    pub fn session_ends(&self) -> broadcast::Receiver<SessionSignal> {
+        self.sessions.subscribe()
     }
 
     /// Stops listening; subscribers see the stream end.
@@ -277,6 +303,7 @@ impl Drop for EventHub {
 struct Senders {
     events: broadcast::Sender<HubMessage>,
     sales: broadcast::Sender<SalesMessage>,
+    sessions: broadcast::Sender<SessionSignal>,
 }
 
 async fn listen_forever(url: Secret, pool: Pool, tx: Senders) {
@@ -286,7 +313,8 @@ async fn listen_forever(url: Secret, pool: Pool, tx: Senders) {
             Ok(mut conn) => {
                 let listening = conn
                     .batch_execute(&format!(
-                        "LISTEN {CHANNEL}; LISTEN {SALES_CHANNEL}; LISTEN {TREE_CHANNEL}"
+                        "LISTEN {CHANNEL}; LISTEN {SALES_CHANNEL}; LISTEN {TREE_CHANNEL}; \
+                         LISTEN {SESSION_CHANNEL}"
                     ))
                     .await;
                 match listening {
@@ -295,6 +323,7 @@ async fn listen_forever(url: Secret, pool: Pool, tx: Senders) {
                         // Subscribers that started before this point may have missed events.
                         let _ = tx.events.send(HubMessage::Resync);
                         let _ = tx.sales.send(SalesMessage::Resync);
+                        let _ = tx.sessions.send(SessionSignal::Resync);
                         backoff = Duration::from_millis(100);
                         pump(&mut conn, &pool, &tx).await;
                         tracing::warn!("event listener connection lost");
@@ -335,27 +364,29 @@ async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, senders: &Senders) {
         let mut ids = Vec::with_capacity(batch.len());
         for item in batch {
             match item {
-                Ok(n) if n.channel == SALES_CHANNEL => {
-                    if let Some(sale) = SaleNotice::parse(&n.payload) {
-                        let _ = senders.sales.send(SalesMessage::Sale(sale));
+                Ok(n) => match (n.channel.as_str(), n.payload.parse::<i64>()) {
+                    (SALES_CHANNEL, _) => {
+                        if let Some(sale) = SaleNotice::parse(&n.payload) {
+                            let _ = senders.sales.send(SalesMessage::Sale(sale));
+                        }
                     }
-                }
-                Ok(n) if n.channel == TREE_CHANNEL => {
-                    if let Ok(id) = n.payload.parse::<i64>() {
+                    (TREE_CHANNEL, Ok(id)) => {
                         let _ = senders.sales.send(SalesMessage::TreeMoved(id));
                     }
-                }
-                Ok(n) => {
-                    if let Ok(id) = n.payload.parse::<i64>() {
-                        ids.push(id);
+                    (SESSION_CHANNEL, Ok(session)) => {
+                        let _ = senders.sessions.send(SessionSignal::Ended(session));
                     }
-                }
+                    (CHANNEL, Ok(id)) => ids.push(id),
+                    _ => {}
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "event notification");
                     return;
                 }
             }
         }
+        metrics::counter!("topup_events_received_total", "channel" => "orders")
+            .increment(ids.len() as u64);
         if ids.is_empty() || tx.receiver_count() == 0 {
             continue;
         }
@@ -367,8 +398,6 @@ async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, senders: &Senders) {
             Ok(events) => {
                 for event in events {
                     let receivers = tx.send(HubMessage::Event(Arc::new(event))).unwrap_or(0);
-                    metrics::counter!("topup_events_received_total", "channel" => "orders")
-                        .increment(1);
                     metrics::counter!("topup_events_fanned_out_total", "channel" => "orders")
                         .increment(receivers as u64);
                 }

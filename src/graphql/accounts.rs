@@ -59,6 +59,13 @@ impl UserNode {
         self.user.created_at
     }
 
+    /// When an admin disabled the account; null while it may sign in. Visible to the user
+    /// and to admins.
+    async fn disabled_at(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<DateTime<Utc>>> {
+        self.check_private(ctx)?;
+        Ok(self.user.disabled_at)
+    }
+
     /// The agent a customer is attributed to, or the agent a sales or agent user belongs to.
     async fn agent_id(&self) -> Option<ID> {
         self.user.agent_id.map(|id| ID(id.to_string()))
@@ -208,6 +215,15 @@ pub struct LoginInput {
     password: String,
 }
 
+/// A password change.
+#[derive(InputObject)]
+pub struct ChangePasswordInput {
+    /// The password in use now.
+    current_password: String,
+    /// The new one: at least 8 characters, not a common password, not containing the email.
+    new_password: String,
+}
+
 /// Account queries.
 #[derive(Default)]
 pub struct AccountsQuery;
@@ -251,6 +267,8 @@ impl AccountsMutation {
         #[graphql(desc = "Sign-up details.")] input: RegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
         let s = state(ctx)?;
+        super::one_password_check(ctx)?;
+        s.limits.register(super::client_ip(ctx))?;
         let grant = accounts::register(
             &s.pool,
             &s.jwt,
@@ -271,6 +289,8 @@ impl AccountsMutation {
         #[graphql(desc = "Login details.")] input: LoginInput,
     ) -> async_graphql::Result<AuthPayload> {
         let s = state(ctx)?;
+        super::one_password_check(ctx)?;
+        s.limits.login(super::client_ip(ctx), &input.email)?;
         Ok(
             accounts::login(&s.pool, &s.jwt, &input.email, &input.password)
                 .await?
@@ -291,8 +311,31 @@ impl AccountsMutation {
             .into())
     }
 
-    /// Ends the session of a refresh token. Returns false when it had already ended.
-    /// Access tokens already issued expire on their own within 15 minutes.
+    /// Changes the signed-in user's password. Every session of the user ends (on every
+    /// instance: access tokens stop working, subscriptions close) and the caller gets a new
+    /// one. Errors: BAD_USER_INPUT (wrong current password, a weak new one; nothing changed).
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The current and the new password.")] input: ChangePasswordInput,
+    ) -> async_graphql::Result<AuthPayload> {
+        let v = viewer(ctx)?;
+        let s = state(ctx)?;
+        super::one_password_check(ctx)?;
+        Ok(accounts::change_password(
+            &s.pool,
+            &s.jwt,
+            v.user_id,
+            &input.current_password,
+            &input.new_password,
+        )
+        .await?
+        .into())
+    }
+
+    /// Ends the session of a refresh token, and with it (on every instance, within a
+    /// second) the session's access tokens and subscriptions. Returns false when it had
+    /// already ended.
     async fn logout(
         &self,
         ctx: &Context<'_>,

@@ -4,7 +4,9 @@
 use async_graphql::{Context, Guard};
 
 use crate::accounts::Role;
+use crate::accounts::session_check::SessionCache;
 use crate::accounts::tokens::{JwtKeys, TokenProblem, Viewer};
+use crate::db::Pool;
 use crate::error::AppError;
 
 /// The caller of one request (HTTP) or one connection (WebSocket).
@@ -37,6 +39,27 @@ impl Auth {
         }
     }
 
+    /// The same caller, refused when its session has ended (asked of this instance's
+    /// session cache, and of the database when the cache does not know).
+    pub async fn checked(self, sessions: &SessionCache, pool: &Pool) -> Result<Auth, AppError> {
+        let Auth::Viewer(v) = self else {
+            return Ok(self);
+        };
+        let open = match sessions.known(v.session_id) {
+            Some(open) => open,
+            None => {
+                sessions
+                    .is_open(&mut *pool.get().await?, v.session_id)
+                    .await?
+            }
+        };
+        Ok(if open {
+            self
+        } else {
+            Auth::Refused(TokenProblem::Ended)
+        })
+    }
+
     /// The authenticated caller, or why there is none.
     pub fn viewer(&self) -> Result<Viewer, AppError> {
         match self {
@@ -51,6 +74,9 @@ impl Auth {
             Auth::Refused(TokenProblem::Invalid) => {
                 Err(AppError::Unauthenticated("access token invalid"))
             }
+            Auth::Refused(TokenProblem::Ended) => Err(AppError::Unauthenticated(
+                "the session has ended: log in again",
+            )),
         }
     }
 }

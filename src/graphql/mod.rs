@@ -65,6 +65,28 @@ pub type TopupSchema = Schema<Query, Mutation, Subscription>;
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub String);
 
+/// Counts the password-checking mutations (login, register, changePassword) of one HTTP
+/// request: aliases of them in one document are refused after the first, so one request
+/// cannot buy many argon2 computations.
+#[derive(Debug, Default)]
+pub struct PasswordWork(std::sync::atomic::AtomicU32);
+
+/// Lets the first password-checking mutation of a request through and refuses the others.
+pub(crate) fn one_password_check(ctx: &Context<'_>) -> Result<(), AppError> {
+    match ctx.data_opt::<PasswordWork>() {
+        Some(work) if work.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 => Err(
+            AppError::LimitExceeded("one login, register or changePassword per request".into()),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The client's IP, as the transport saw it.
+pub(crate) fn client_ip<'a>(ctx: &Context<'a>) -> &'a str {
+    ctx.data_opt::<ClientIp>()
+        .map_or("unknown", |ip| ip.0.as_str())
+}
+
 /// The schema without its runtime data: the server adds the app state and the loader; the
 /// SDL test uses it bare.
 pub fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {

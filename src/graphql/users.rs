@@ -138,4 +138,38 @@ impl UsersMutation {
         .await?;
         Ok(AdjustmentNode(done))
     }
+
+    /// Disables a user: they can no longer log in or refresh, and every session they have
+    /// ends at once on every instance (access tokens refused, subscriptions closed).
+    /// Audited. Admins only; an admin cannot disable themselves (BAD_USER_INPUT).
+    #[graphql(guard = "RoleGuard(&[Role::Admin])")]
+    async fn disable_user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id.")] id: ID,
+    ) -> async_graphql::Result<UserNode> {
+        set_disabled(ctx, id, true).await
+    }
+
+    /// Lets a disabled user log in again (their old sessions stay ended). Audited. Admins
+    /// only.
+    #[graphql(guard = "RoleGuard(&[Role::Admin])")]
+    async fn enable_user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id.")] id: ID,
+    ) -> async_graphql::Result<UserNode> {
+        set_disabled(ctx, id, false).await
+    }
+}
+
+async fn set_disabled(
+    ctx: &Context<'_>,
+    id: ID,
+    disabled: bool,
+) -> async_graphql::Result<UserNode> {
+    let v = viewer(ctx)?;
+    let user_id = id.parse::<i64>().map_err(|_| AppError::NotFound("user"))?;
+    let user = accounts::set_disabled(&mut *conn(ctx).await?, v.user_id, user_id, disabled).await?;
+    Ok(UserNode::new(user))
 }

@@ -1,19 +1,23 @@
 //! The GraphQL transport: POST /graphql (JSON), GraphiQL on GET /graphql, and
 //! graphql-transport-ws on /graphql/ws with the token in `connection_init`.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
 
 use async_graphql::Data;
 use async_graphql::http::{WebSocketProtocols, WsMessage};
 use futures_util::{SinkExt, StreamExt};
 use poem::http::{StatusCode, header};
-use poem::web::websocket::{Message, WebSocket};
+use poem::web::websocket::{Message, WebSocket, WebSocketConfig};
 use poem::web::{Data as PoemData, Html};
 use poem::{Body, IntoResponse, Request, Response, handler};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::assets;
 use super::body::{ReadError, read_limited};
 use crate::accounts::tokens::JwtKeys;
+use crate::events::SessionSignal;
 use crate::graphql::ClientIp;
 use crate::graphql::TopupSchema;
 use crate::graphql::auth::Auth;
@@ -25,6 +29,17 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const WS_PROTOCOL: &str = "graphql-transport-ws";
 // The close code graphql-transport-ws uses for a refused connection_init.
 const CLOSE_FORBIDDEN: u16 = 4403;
+// The close code for a connection whose session ended.
+const CLOSE_UNAUTHORIZED: u16 = 4401;
+// graphql-transport-ws: no connection_init in time.
+const CLOSE_INIT_TIMEOUT: u16 = 4408;
+// Too many connections of one user.
+const CLOSE_TOO_MANY: u16 = 4429;
+const TOO_MANY: &str = "Too many connections of this user";
+/// How often the server pings an idle connection (the client answers `pong`).
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// A connection that sends nothing (not even a pong) this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const INIT_REFUSED: &str = "Forbidden: the access token in connection_init is invalid or expired";
 
 /// The GraphiQL page with its assets linked to the embedded copies.
@@ -75,9 +90,34 @@ pub async fn post(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     );
+    let auth = match auth.checked(&state.sessions, &state.pool).await {
+        Ok(auth) => auth,
+        Err(e) => {
+            tracing::warn!(error = %e.message(), "session check");
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, "try again shortly");
+        }
+    };
     let ip = client_ip(req);
-    let response = schema.execute(request.data(auth).data(ip)).await;
-    json_response(StatusCode::OK, &response)
+    let response = schema
+        .execute(
+            request
+                .data(auth)
+                .data(ip)
+                .data(crate::graphql::PasswordWork::default()),
+        )
+        .await;
+    let limited = response.errors.iter().any(|e| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .is_some_and(|code| *code == async_graphql::Value::from("LIMIT_EXCEEDED"))
+    });
+    let status = if limited {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::OK
+    };
+    json_response(status, &response)
 }
 
 /// The graphql-transport-ws endpoint. `connection_init` may carry
@@ -110,6 +150,11 @@ pub fn websocket(
     // its request id) on every line it logs.
     let span = tracing::Span::current();
     ws.protocols([WS_PROTOCOL])
+        .config(
+            WebSocketConfig::default()
+                .max_message_size(Some(MAX_BODY))
+                .max_frame_size(Some(MAX_BODY)),
+        )
         .on_upgrade(move |socket| {
             tracing::Instrument::instrument(serve_socket(socket, state, schema, ip), span)
         })
@@ -132,41 +177,107 @@ async fn serve_socket(
                 _ => None,
             })
         });
-    let keys = state.clone();
+    // Subscribed before connection_init is checked, so no end announced after the check
+    // is missed.
+    let mut ends = state.hub.session_ends();
+    let session: Arc<OnceLock<i64>> = Arc::default();
+    let inited = Arc::new(AtomicBool::new(false));
+    let seat: Arc<OnceLock<crate::state::WsSeat>> = Arc::default();
+    let init_state = state.clone();
+    let init_session = session.clone();
+    let init_flag = inited.clone();
+    let init_seat = seat.clone();
     let mut outgoing =
         async_graphql::http::WebSocket::new(schema, incoming, WebSocketProtocols::GraphQLWS)
             .on_connection_init(move |payload| async move {
-                let mut data = connection_data(&keys.jwt, &payload)?;
+                let s = init_state;
+                let auth = connection_auth(&s.jwt, &payload)
+                    .checked(&s.sessions, &s.pool)
+                    .await?;
+                match auth {
+                    Auth::Refused(_) => return Err(async_graphql::Error::new(INIT_REFUSED)),
+                    Auth::Viewer(v) => {
+                        let taken = s
+                            .ws_seats
+                            .take(v.user_id, s.config.ws.connections_per_user)
+                            .ok_or_else(|| async_graphql::Error::new(TOO_MANY))?;
+                        let _ = init_seat.set(taken);
+                        let _ = init_session.set(v.session_id);
+                    }
+                    Auth::Anonymous => {}
+                }
+                init_flag.store(true, Ordering::Release);
+                let mut data = Data::default();
+                data.insert(auth);
                 data.insert(ip);
                 Ok(data)
             })
-            .keepalive_timeout(None)
+            .keepalive_timeout(IDLE_TIMEOUT)
             .map(|msg| match msg {
                 WsMessage::Text(text) => Message::text(text),
                 WsMessage::Close(1002, reason) if reason == INIT_REFUSED => {
                     Message::close_with(CLOSE_FORBIDDEN, "Forbidden")
                 }
+                WsMessage::Close(1002, reason) if reason == TOO_MANY => {
+                    Message::close_with(CLOSE_TOO_MANY, TOO_MANY)
+                }
                 WsMessage::Close(code, reason) => Message::close_with(code, reason),
             });
-    while let Some(message) = outgoing.next().await {
-        if sink.send(message).await.is_err() {
-            break;
+    let init_deadline = tokio::time::sleep(state.config.ws.init_timeout);
+    tokio::pin!(init_deadline);
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    loop {
+        tokio::select! {
+            () = &mut init_deadline, if !inited.load(Ordering::Acquire) => {
+                let _ = sink
+                    .send(Message::close_with(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout"))
+                    .await;
+                break;
+            }
+            _ = pings.tick() => {
+                if sink.send(Message::text(r#"{"type":"ping"}"#)).await.is_err() {
+                    break;
+                }
+            }
+            message = outgoing.next() => {
+                let Some(message) = message else { break };
+                if sink.send(message).await.is_err() {
+                    break;
+                }
+            }
+            signal = ends.recv() => {
+                let Some(&mine) = session.get() else { continue };
+                let ended = match signal {
+                    Ok(SessionSignal::Ended(id)) => id == mine,
+                    Ok(SessionSignal::Resync) | Err(RecvError::Lagged(_)) => {
+                        state.sessions.forget_open();
+                        match state.pool.get().await {
+                            Ok(mut conn) => {
+                                !state.sessions.is_open(&mut conn, mine).await.unwrap_or(true)
+                            }
+                            Err(_) => false,
+                        }
+                    }
+                    Err(RecvError::Closed) => false,
+                };
+                if ended {
+                    // Every operation of the connection ends with it.
+                    let _ = sink
+                        .send(Message::close_with(CLOSE_UNAUTHORIZED, "Unauthorized: the session has ended"))
+                        .await;
+                    break;
+                }
+            }
         }
     }
 }
 
-fn connection_data(keys: &JwtKeys, payload: &serde_json::Value) -> async_graphql::Result<Data> {
+fn connection_auth(keys: &JwtKeys, payload: &serde_json::Value) -> Auth {
     let header = payload
         .get("Authorization")
         .or_else(|| payload.get("authorization"))
         .and_then(|v| v.as_str());
-    let auth = Auth::from_header(keys, header);
-    if let Auth::Refused(_) = auth {
-        return Err(async_graphql::Error::new(INIT_REFUSED));
-    }
-    let mut data = Data::default();
-    data.insert(auth);
-    Ok(data)
+    Auth::from_header(keys, header)
 }
 
 /// The peer's IP (an IPv4-mapped IPv6 address as IPv4).

@@ -15,6 +15,19 @@ use crate::state::AppState;
 /// The notify route.
 #[handler]
 pub async fn swiftpass(req: &Request, body: Body, Data(state): Data<&Arc<AppState>>) -> Response {
+    let ip = req
+        .remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip().to_canonical().to_string())
+        .unwrap_or_default();
+    if !state.limits.notify(&ip) {
+        // The gateway sends it again later; the reconciler asks about the order meanwhile.
+        tracing::warn!(%ip, "notify rate limit");
+        return Response::builder()
+            .status(poem::http::StatusCode::TOO_MANY_REQUESTS)
+            .content_type("text/plain; charset=utf-8")
+            .body(Answer::Failure.body());
+    }
     let (body, truncated) = match read_limited(body, MAX_BODY).await {
         Ok(bytes) => (bytes, false),
         Err(ReadError::TooLarge(cut)) => (cut.0, true),
@@ -33,7 +46,8 @@ pub async fn swiftpass(req: &Request, body: Body, Data(state): Data<&Arc<AppStat
             )
         })
         .collect();
-    let mut conn = match state.pool.get().await {
+    // The notify route's own connections: logins and queries cannot take them.
+    let mut conn = match state.notify_pool.get().await {
         Ok(conn) => conn,
         Err(e) => {
             tracing::warn!(error = %e, "no database connection for a notify");

@@ -429,3 +429,64 @@ async fn set_verdict(
         .await?;
     Ok(())
 }
+
+/// The fields of a notify kept after its raw body goes: what it said, not how it was signed.
+const SUMMARY_FIELDS: &[&str] = &[
+    "mch_id",
+    "out_trade_no",
+    "transaction_id",
+    "out_transaction_id",
+    "total_fee",
+    "trade_type",
+    "status",
+    "result_code",
+    "pay_result",
+    "time_end",
+    "sign_type",
+];
+
+/// Drops the raw body and headers of notifies received before `cutoff` whose verdict is
+/// final (a body still to be replayed stays), keeping the verdict and a summary of the
+/// parsed fields. Works in batches; returns how many were pruned.
+pub async fn prune_raw(conn: &mut AsyncPgConnection, cutoff: DateTime<Utc>) -> AppResult<usize> {
+    let mut pruned = 0;
+    loop {
+        let batch: Vec<(i64, Vec<u8>)> = notify_inbox::table
+            .filter(notify_inbox::pruned_at.is_null())
+            .filter(notify_inbox::received_at.lt(cutoff))
+            .filter(notify_inbox::verdict.ne_all(["RECEIVED", "ERROR"]))
+            .order(notify_inbox::id)
+            .limit(500)
+            .select((notify_inbox::id, notify_inbox::body))
+            .load(conn)
+            .await?;
+        if batch.is_empty() {
+            return Ok(pruned);
+        }
+        for (id, body) in batch {
+            let summary: serde_json::Map<String, serde_json::Value> =
+                crate::gateway::swiftpass::xml::parse(&body)
+                    .map(|params| {
+                        SUMMARY_FIELDS
+                            .iter()
+                            .filter_map(|k| {
+                                params
+                                    .get(*k)
+                                    .map(|v| ((*k).to_owned(), serde_json::Value::from(v.clone())))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            diesel::update(notify_inbox::table.find(id))
+                .set((
+                    notify_inbox::body.eq(Vec::<u8>::new()),
+                    notify_inbox::headers.eq(serde_json::json!({})),
+                    notify_inbox::summary.eq(serde_json::Value::Object(summary)),
+                    notify_inbox::pruned_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            pruned += 1;
+        }
+    }
+}

@@ -149,6 +149,7 @@ impl Reconciler {
             let idle = (self.settings.delay(0) / 3)
                 .clamp(Duration::from_millis(20), Duration::from_secs(1));
             let mut bills = BillJob::default();
+            let mut pruned_at: Option<tokio::time::Instant> = None;
             tracing::info!("reconciler started");
             loop {
                 let mut seen = HashSet::new();
@@ -160,6 +161,7 @@ impl Reconciler {
                     }
                 };
                 self.daily_bill(&mut bills).await;
+                self.daily_prune(&mut pruned_at).await;
                 if *stopped.borrow() {
                     break;
                 }
@@ -257,6 +259,30 @@ impl Reconciler {
         let next = after(self.settings.delay(usize::try_from(c.replays).unwrap_or(0)));
         notify::reschedule_replay(&mut conn, c.inbox_id, c.lease, next).await?;
         Ok(())
+    }
+
+    /// Once a day (and at start): raw notify bodies older than the retention go, their
+    /// verdicts and summaries stay.
+    async fn daily_prune(&self, last: &mut Option<tokio::time::Instant>) {
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(24 * 3600)) {
+            return;
+        }
+        let cutoff = Utc::now()
+            - chrono::Duration::from_std(self.settings.notify_retention)
+                .unwrap_or(chrono::Duration::days(180));
+        let pruned = match self.pool.get().await {
+            Ok(mut conn) => notify::prune_raw(&mut conn, cutoff).await,
+            Err(e) => Err(e.into()),
+        };
+        match pruned {
+            Ok(n) => {
+                *last = Some(tokio::time::Instant::now());
+                if n > 0 {
+                    tracing::info!(pruned = n, "raw notify bodies past their retention dropped");
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "pruning the notify inbox"),
+        }
     }
 
     /// The daily job: once the bill time of a day has passed, the bill of the (GMT+8) day

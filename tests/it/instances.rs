@@ -43,6 +43,7 @@ async fn standalone_sandbox() -> (String, tokio::task::JoinHandle<()>) {
 async fn a_payment_applied_on_one_instance_reaches_a_subscriber_on_another() {
     let (sandbox, server) = standalone_sandbox().await;
     let gateway = |c: &mut topup::config::Config| {
+        c.sandbox = None;
         c.swiftpass.gateway_url = Some(format!("{sandbox}/pay/gateway").parse().expect("url"));
         c.swiftpass.download_url =
             Some(format!("{sandbox}/download/gateway").parse().expect("url"));

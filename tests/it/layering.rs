@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("http", 3),
     ("graphql", 3),
     ("state", 3),
+    ("limits", 3),
     ("payments", 2),
     ("orders", 2),
     ("accounts", 2),

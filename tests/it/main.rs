@@ -23,6 +23,7 @@ mod offline;
 mod recharge;
 mod reconcile;
 mod refunds;
+mod safety;
 mod sales;
 mod schema;
 mod support;

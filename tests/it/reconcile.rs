@@ -214,6 +214,7 @@ async fn an_unpaid_order_is_closed_at_the_gateway_then_here_and_a_payment_after_
 async fn instances_sharing_a_database_ask_once_per_due_time_and_credit_once() {
     let gateway = sandbox::start_sandbox(0.001).await;
     let use_sandbox = |c: &mut topup::config::Config| {
+        c.sandbox = None;
         c.swiftpass.gateway_url = Some(
             format!("{}/pay/gateway", gateway.base)
                 .parse()

@@ -105,6 +105,7 @@ async fn db_schema_matches_migrations() {
         declared(agents::table, "agents"),
         declared(agent_tree::table, "agent_tree"),
         declared(users::table, "users"),
+        declared(app_secrets::table, "app_secrets"),
         declared(invite_codes::table, "invite_codes"),
         declared(sessions::table, "sessions"),
         declared(refresh_tokens::table, "refresh_tokens"),

@@ -9,6 +9,8 @@ use serde_json::json;
 struct Running {
     child: Child,
     base: String,
+    /// Everything printed up to the GraphiQL line: logs and the banner.
+    printed: Vec<String>,
 }
 
 fn start(data_dir: &std::path::Path) -> Running {
@@ -24,19 +26,25 @@ fn start(data_dir: &std::path::Path) -> Running {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut printed = Vec::new();
     let base = loop {
         assert!(Instant::now() < deadline, "no banner within 120 s");
         let line = lines
             .next()
             .expect("topup exited before printing its banner")
             .expect("read stdout");
+        printed.push(line.clone());
         if let Some(url) = line.trim().strip_prefix("GraphiQL:") {
             break url.trim().trim_end_matches("/graphql").to_string();
         }
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Running { child, base }
+    Running {
+        child,
+        base,
+        printed,
+    }
 }
 
 fn stop(mut running: Running) {
@@ -91,6 +99,44 @@ async fn zero_configuration_start_stop_and_restart() {
 
     let first = start(&data_dir);
     wait_ready(&first.base).await;
+    // Zero configuration runs the sandbox, and says so on every log line and in the banner;
+    // its key is in a file only the owner reads, never on the screen.
+    // Everything before the banner is a log line.
+    let banner = first
+        .printed
+        .iter()
+        .position(|l| l.starts_with("Topup is serving"))
+        .expect("the banner");
+    assert!(
+        banner > 0,
+        "the sandbox warning is logged: {:?}",
+        first.printed
+    );
+    for line in &first.printed[..banner] {
+        assert!(line.starts_with("[SANDBOX] "), "{line}");
+    }
+    assert!(
+        first
+            .printed
+            .iter()
+            .any(|l| l.starts_with("Topup is serving in SANDBOX mode")),
+        "{:?}",
+        first.printed
+    );
+    let key_file = data_dir.join("sandbox-md5-key");
+    let key = std::fs::read_to_string(&key_file).expect("the sandbox key file");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(
+        first.printed.iter().all(|l| !l.contains(key.trim())),
+        "the key is never printed"
+    );
     assert!(
         postmaster_running(&data_dir),
         "the private PostgreSQL runs in the data folder"

@@ -183,7 +183,12 @@ impl Sandbox {
             (SignType::Md5, _) => Verifier::Md5 {
                 key: cfg.key.clone(),
             },
-            (_, Some(key)) if self.inner.rsa_256.is_some() => Verifier::Rsa { key: key.clone() },
+            // The sandbox, like a gateway serving merchants of either hash, takes the
+            // request's own RSA sign_type.
+            (_, Some(key)) if self.inner.rsa_256.is_some() => Verifier::Rsa {
+                sign_type,
+                key: key.clone(),
+            },
             _ => {
                 tracing::warn!(
                     %sign_type,

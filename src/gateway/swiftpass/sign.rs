@@ -230,8 +230,11 @@ pub enum Verifier {
         /// The merchant MD5 key.
         key: String,
     },
-    /// RSA with the peer's public key; the message's own `sign_type` picks SHA-1 or SHA-256.
+    /// RSA with the peer's public key, for one configured `sign_type`: a message claiming
+    /// the other RSA hash is refused (no downgrade from SHA-256 to SHA-1).
     Rsa {
+        /// The `sign_type` messages must declare (`Rsa1_256` or `Rsa1_1`).
+        sign_type: SignType,
         /// The peer's public key.
         key: RsaPublicKey,
     },
@@ -264,10 +267,10 @@ impl Verifier {
                     Err(SignError::BadSignature)
                 }
             }
-            Verifier::Rsa { key } => {
-                if !declared.is_rsa() {
+            Verifier::Rsa { sign_type, key } => {
+                if declared != *sign_type {
                     return Err(SignError::SignTypeMismatch {
-                        expected: "RSA",
+                        expected: sign_type.as_str(),
                         got: declared.as_str().to_owned(),
                     });
                 }
@@ -288,9 +291,9 @@ impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Verifier::Md5 { .. } => f.write_str("Verifier::Md5 { key: <redacted> }"),
-            Verifier::Rsa { key } => write!(
+            Verifier::Rsa { sign_type, key } => write!(
                 f,
-                "Verifier::Rsa {{ key: <{} bit public key> }}",
+                "Verifier::Rsa {{ sign_type: {sign_type}, key: <{} bit public key> }}",
                 key.size() * 8
             ),
         }
@@ -414,6 +417,7 @@ impl Credentials {
                         key: parse_private_key(private)?,
                     },
                     Verifier::Rsa {
+                        sign_type,
                         key: parse_public_key(public)?,
                     },
                 )

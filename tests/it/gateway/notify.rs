@@ -153,6 +153,25 @@ async fn rsa_merchants_get_rsa_signed_notifies() {
     // A merchant expecting MD5 cannot accept it.
     let md5 = client(&sb, SignType::Md5);
     assert_eq!(md5.parse_notify(&body), Err(NotifyError::BadSignature));
+    // Nor is a downgrade taken: the same notify, validly signed by the platform's key but
+    // with RSA_1_1 (SHA-1), is refused by a merchant configured for RSA_1_256.
+    let mut downgraded = parse(&body).unwrap();
+    downgraded.remove("sign");
+    downgraded.insert("sign_type".into(), "RSA_1_1".into());
+    let sha1 = topup::gateway::swiftpass::sign::Signer::Rsa {
+        sign_type: SignType::Rsa1_1,
+        key: super::support::keys().platform.clone(),
+    };
+    let sign = sha1.sign(&downgraded).unwrap();
+    downgraded.insert("sign".into(), sign);
+    let downgraded = to_xml(&downgraded);
+    assert_eq!(
+        rsa.parse_notify(downgraded.as_bytes()),
+        Err(NotifyError::BadSignature)
+    );
+    // The RSA_1_1 merchant, with the same keys, takes exactly that message.
+    let sha1_merchant = client(&sb, SignType::Rsa1_1);
+    assert!(sha1_merchant.parse_notify(downgraded.as_bytes()).is_ok());
 }
 
 #[tokio::test]

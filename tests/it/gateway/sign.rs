@@ -183,12 +183,13 @@ fn rsa_matches_openssl_in_every_key_format() {
         }
         for text in &public_texts {
             let verifier = Verifier::Rsa {
+                sign_type,
                 key: parse_public_key(text).unwrap(),
             };
             let mut signed = message.clone();
             signed.insert("sign".into(), expected.to_owned());
             verifier.verify(&signed).unwrap();
-            // The message's own sign_type picks the hash: claiming the other one fails.
+            // The configured sign_type is the only one taken: claiming the other fails.
             let other = if sign_type == SignType::Rsa1_1 {
                 "RSA_1_256"
             } else {
@@ -248,6 +249,7 @@ fn rsa_credentials_round_trip_in_every_format() {
 #[test]
 fn verifiers_refuse_a_foreign_sign_type() {
     let rsa = Verifier::Rsa {
+        sign_type: SignType::Rsa1_256,
         key: RsaPublicKey::from(&keys().platform),
     };
     let mut md5_message = params(&[("a", "1"), ("sign_type", "MD5")]);
@@ -359,6 +361,7 @@ fn signers() -> Vec<(Signer, Verifier)> {
                 key: platform.clone(),
             },
             Verifier::Rsa {
+                sign_type: SignType::Rsa1_256,
                 key: RsaPublicKey::from(platform),
             },
         ),
@@ -368,6 +371,7 @@ fn signers() -> Vec<(Signer, Verifier)> {
                 key: platform.clone(),
             },
             Verifier::Rsa {
+                sign_type: SignType::Rsa1_1,
                 key: RsaPublicKey::from(platform),
             },
         ),

@@ -106,6 +106,7 @@ pub fn credentials(sign_type: SignType) -> Credentials {
                 key: keys().merchant.clone(),
             },
             verifier: Verifier::Rsa {
+                sign_type: rsa,
                 key: RsaPublicKey::from(&keys().platform),
             },
         },

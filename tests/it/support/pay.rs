@@ -15,7 +15,7 @@ impl TestApp {
     /// The sandbox's merchant number and MD5 key (dev mode).
     pub fn merchant(&self) -> (String, String) {
         match &self.gateway {
-            GatewayKind::Sandbox { mch_id, key, .. } => (mch_id.clone(), key.clone()),
+            GatewayKind::Sandbox { mch_id, key, .. } => (mch_id.clone(), key.expose().to_string()),
             GatewayKind::Remote { .. } => panic!("this test needs the in-process sandbox"),
         }
     }
