@@ -294,6 +294,7 @@ impl Application {
             limits,
             ws_seats: Default::default(),
             sql_statements,
+            stopping: tokio::sync::watch::Sender::new(false),
         });
         crate::telemetry::install();
         let mut schema = graphql::builder().data(state.clone()).data(loader);
@@ -400,9 +401,13 @@ impl Application {
             state.config.sales.time_zone.clone(),
             state.config.sales.rollup_interval,
         );
-        // The reconciler stops first, while the in-process sandbox still answers it.
+        // WebSocket operations complete and their connections close first (the server waits
+        // for open connections); then the folder and the reconciler stop at a safe point,
+        // while the in-process sandbox still answers the reconciler.
+        let stopping = state.stopping.clone();
         let shutdown = async move {
             shutdown.await;
+            stopping.send_replace(true);
             folder.shutdown().await;
             if let Some(reconciler) = reconciler {
                 reconciler.shutdown(Duration::from_secs(10)).await;

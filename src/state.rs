@@ -79,4 +79,7 @@ pub struct AppState {
     pub ws_seats: WsSeats,
     /// The SQL statements the pool's connections have sent.
     pub sql_statements: StatementCounter,
+    /// Set when the server begins to stop: open WebSocket connections complete their
+    /// operations and close.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }

@@ -76,6 +76,9 @@ pub struct Cluster {
     owner: Option<(Uid, Gid)>,
     started_here: bool,
     relocated: bool,
+    /// The superuser's password (clusters created before passwords existed have none and
+    /// keep `trust`).
+    password: Option<String>,
 }
 
 impl Cluster {
@@ -116,10 +119,18 @@ impl Cluster {
             owner,
             started_here: false,
             relocated,
+            password: None,
         };
+        let password_file = password_file(&cluster.dir);
         if !cluster.dir.join("PG_VERSION").exists() {
-            cluster.init(options.ephemeral).await?;
+            let password = generated_password();
+            write_private(&password_file, &password)?;
+            cluster.init(options.ephemeral, &password).await?;
         }
+        cluster.password = std::fs::read_to_string(&password_file)
+            .ok()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty());
         if let Some(port) = cluster.running_port() {
             cluster.port = port;
             tracing::info!(port, dir = %cluster.dir.display(), "joined the running private PostgreSQL");
@@ -151,7 +162,13 @@ impl Cluster {
 
     /// A connection URL for `database` on this cluster.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        match &self.password {
+            Some(password) => format!(
+                "postgres://postgres:{password}@127.0.0.1:{}/{database}",
+                self.port
+            ),
+            None => format!("postgres://postgres@127.0.0.1:{}/{database}", self.port),
+        }
     }
 
     /// Creates `database` unless it exists.
@@ -208,22 +225,36 @@ impl Cluster {
         cmd
     }
 
-    async fn init(&self, ephemeral: bool) -> Result<(), EmbeddedError> {
+    async fn init(&self, ephemeral: bool, password: &str) -> Result<(), EmbeddedError> {
         tracing::info!(dir = %self.dir.display(), "creating a private PostgreSQL cluster");
+        // Every connection, loopback included, needs the superuser's password. initdb reads
+        // it from a file of its own user's, in a folder only that user can enter, removed
+        // as soon as initdb is done.
+        let handover = std::env::temp_dir().join(format!("topup-initdb-{}", generated_password()));
+        prepare_dir(&handover, self.owner)?;
+        let pwfile = handover.join("password");
+        write_private(&pwfile, &format!("{password}\n"))?;
+        if let Some((uid, gid)) = self.owner {
+            nix::unistd::chown(&pwfile, Some(uid), Some(gid))
+                .map_err(|e| io("give the password file to the postgres user", e.into()))?;
+        }
         let mut cmd = self.command("initdb");
         cmd.arg("-D").arg(&self.dir).args([
             "-U",
             "postgres",
             "-A",
-            "trust",
+            "scram-sha-256",
             "-E",
             "UTF8",
             "--locale=C",
         ]);
+        cmd.arg(format!("--pwfile={}", pwfile.display()));
         if ephemeral {
             cmd.arg("--no-sync");
         }
-        let out = cmd.output().await.map_err(|e| io("run initdb", e))?;
+        let out = cmd.output().await;
+        let _ = std::fs::remove_dir_all(&handover);
+        let out = out.map_err(|e| io("run initdb", e))?;
         check(&out, "initdb")?;
 
         let mut settings = String::from(
@@ -322,6 +353,36 @@ pub fn find_binaries() -> Option<PathBuf> {
 
 fn absolute(dir: &Path) -> Result<PathBuf, EmbeddedError> {
     std::path::absolute(dir).map_err(|e| io(&format!("resolve {}", dir.display()), e))
+}
+
+/// Where the superuser's password of the cluster in `dir` is kept (readable by this
+/// process's user only): beside the cluster folder, outside what the postgres user owns.
+fn password_file(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".password");
+    PathBuf::from(name)
+}
+
+fn generated_password() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Writes `text` to a new file only its owner can read (mode 0600).
+fn write_private(path: &Path, text: &str) -> Result<(), EmbeddedError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io(&format!("create {}", path.display()), e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| io(&format!("write {}", path.display()), e))
 }
 
 fn prepare_dir(dir: &Path, owner: Option<(Uid, Gid)>) -> Result<(), EmbeddedError> {

@@ -40,6 +40,10 @@ const TOO_MANY: &str = "Too many connections of this user";
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// A connection that sends nothing (not even a pong) this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+// The close code of a connection closed because the server is stopping.
+const CLOSE_GOING_AWAY: u16 = 1001;
+/// The most operations one connection may have running at once.
+pub const MAX_OPERATIONS: usize = 100;
 const INIT_REFUSED: &str = "Forbidden: the access token in connection_init is invalid or expired";
 
 /// The GraphiQL page with its assets linked to the embedded copies.
@@ -169,14 +173,29 @@ async fn serve_socket(
 ) {
     let _open = crate::telemetry::Open::new("topup_websocket_connections_open");
     let (mut sink, stream) = socket.split();
+    // The operations running on this connection, so a cap can refuse one more and a
+    // stopping server can complete each; refusals go out through `refused`.
+    let operations = Operations::default();
+    let (refuse, mut refused) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let tracked = operations.clone();
     let incoming = stream
         .take_while(|m| futures_util::future::ready(m.is_ok()))
-        .filter_map(|m| {
+        .filter_map(move |m| {
             futures_util::future::ready(match m {
-                Ok(m) if m.is_text() || m.is_binary() => Some(m.into_bytes()),
+                Ok(m) if m.is_text() || m.is_binary() => {
+                    let bytes = m.into_bytes();
+                    match tracked.admit(&bytes) {
+                        Admit::Pass => Some(bytes),
+                        Admit::Refuse(id) => {
+                            let _ = refuse.send(id);
+                            None
+                        }
+                    }
+                }
                 _ => None,
             })
         });
+    let mut stopping = state.stopping.subscribe();
     // Subscribed before connection_init is checked, so no end announced after the check
     // is missed.
     let mut ends = state.hub.session_ends();
@@ -241,9 +260,39 @@ async fn serve_socket(
             }
             message = outgoing.next() => {
                 let Some(message) = message else { break };
+                if let Message::Text(text) = &message {
+                    operations.observe_outgoing(text);
+                }
                 if sink.send(message).await.is_err() {
                     break;
                 }
+            }
+            Some(id) = refused.recv() => {
+                let error = serde_json::json!({
+                    "id": id,
+                    "type": "error",
+                    "payload": [{
+                        "message": format!("at most {MAX_OPERATIONS} operations at once on one connection"),
+                        "extensions": { "code": "LIMIT_EXCEEDED" }
+                    }]
+                });
+                if sink.send(Message::text(error.to_string())).await.is_err() {
+                    break;
+                }
+            }
+            () = async {
+                // The borrow it returns is not Send: drop it at once.
+                let _ = stopping.wait_for(|stop| *stop).await.map(|_| ());
+            } => {
+                // Every running operation is told it is complete, then the connection closes.
+                for id in operations.drain() {
+                    let complete = serde_json::json!({ "id": id, "type": "complete" });
+                    let _ = sink.send(Message::text(complete.to_string())).await;
+                }
+                let _ = sink
+                    .send(Message::close_with(CLOSE_GOING_AWAY, "the server is stopping"))
+                    .await;
+                break;
             }
             signal = ends.recv() => {
                 let Some(&mine) = session.get() else { continue };
@@ -307,5 +356,72 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
             tracing::error!(error = %e, "serializing a GraphQL response");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+/// What the connection does with a client message.
+enum Admit {
+    /// Hand it to the protocol.
+    Pass,
+    /// A subscribe over the cap: answer this operation id with an error instead.
+    Refuse(String),
+}
+
+/// The ids of the operations running on one connection.
+#[derive(Clone, Default)]
+struct Operations(Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+#[derive(serde::Deserialize)]
+struct ClientMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+}
+
+impl Operations {
+    /// Notes a client's `subscribe` (or refuses it over the cap) and `complete`.
+    fn admit(&self, bytes: &[u8]) -> Admit {
+        let Ok(message) = serde_json::from_slice::<ClientMessage>(bytes) else {
+            return Admit::Pass;
+        };
+        let (Some(id), Ok(mut running)) = (message.id, self.0.lock()) else {
+            return Admit::Pass;
+        };
+        match message.kind.as_str() {
+            // A second subscribe with a running id is the protocol's to refuse.
+            "subscribe" if !running.contains(&id) && running.len() >= MAX_OPERATIONS => {
+                Admit::Refuse(id)
+            }
+            "subscribe" => {
+                running.insert(id);
+                Admit::Pass
+            }
+            "complete" => {
+                running.remove(&id);
+                Admit::Pass
+            }
+            _ => Admit::Pass,
+        }
+    }
+
+    /// Notes an operation's end in a server message (`complete` or `error`). Messages are
+    /// serialized with `type` first, so most (`next`) are passed over without parsing.
+    fn observe_outgoing(&self, text: &str) {
+        if !(text.starts_with(r#"{"type":"complete""#) || text.starts_with(r#"{"type":"error""#)) {
+            return;
+        }
+        if let Ok(ClientMessage { id: Some(id), .. }) = serde_json::from_str(text)
+            && let Ok(mut running) = self.0.lock()
+        {
+            running.remove(&id);
+        }
+    }
+
+    /// Every running operation's id, forgetting them.
+    fn drain(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut running| running.drain().collect())
+            .unwrap_or_default()
     }
 }

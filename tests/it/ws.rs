@@ -106,3 +106,82 @@ async fn websocket_operations_stop_when_the_token_expires() {
         "{refused}"
     );
 }
+
+/// A connection runs at most `MAX_OPERATIONS` operations at once: one more is answered with
+/// an error for its id (LIMIT_EXCEEDED) and the others carry on; a finished one frees a seat.
+#[tokio::test]
+async fn a_connection_runs_a_bounded_number_of_operations() {
+    let app = TestApp::spawn().await;
+    let s = app.register("many-ops@example.com").await;
+    let order_no = app.recharge(&s, 500, "WECHAT").await;
+    let mut ws = WsClient::connect_ok(&app.base, Some(&s.access)).await;
+    let follow = "subscription($no: String!) { orderStatus(orderNo: $no) { status } }";
+    let max = topup::http::graphql::MAX_OPERATIONS;
+    for i in 0..max {
+        ws.subscribe(&format!("op{i}"), follow, json!({ "no": order_no }))
+            .await;
+    }
+    for _ in 0..max {
+        let first = ws.next_raw().await.expect("open").expect("message");
+        assert_eq!(first["type"], "next", "{first}");
+    }
+    ws.subscribe("one-too-many", follow, json!({ "no": order_no }))
+        .await;
+    let refused = ws.next_for("one-too-many").await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "LIMIT_EXCEEDED"
+    );
+
+    // The client ends one; then there is room again.
+    ws.send(json!({ "id": "op0", "type": "complete" })).await;
+    ws.subscribe("room-again", follow, json!({ "no": order_no }))
+        .await;
+    // The server acknowledges the client's complete, then answers the new operation.
+    let next = loop {
+        let m = ws.next_raw().await.expect("open").expect("message");
+        if m["id"] == "room-again" {
+            break m;
+        }
+        assert_eq!(m, json!({ "id": "op0", "type": "complete" }));
+    };
+    assert_eq!(next["type"], "next", "{next}");
+}
+
+/// A stopping server completes every running operation and closes with 1001.
+#[tokio::test]
+async fn a_stopping_server_completes_subscriptions_and_closes() {
+    let app = TestApp::spawn().await;
+    let s = app.register("stopping@example.com").await;
+    let order_no = app.recharge(&s, 700, "ALIPAY").await;
+    let mut ws = WsClient::connect_ok(&app.base, Some(&s.access)).await;
+    for id in ["a", "b"] {
+        ws.subscribe(
+            id,
+            "subscription($no: String!) { orderStatus(orderNo: $no) { status } }",
+            json!({ "no": order_no }),
+        )
+        .await;
+    }
+    for _ in 0..2 {
+        let first = ws.next_raw().await.expect("open").expect("message");
+        assert_eq!(first["type"], "next", "{first}");
+    }
+    let stopped = tokio::spawn(app.stop());
+    let mut completed = Vec::new();
+    let close = loop {
+        match ws.next_raw().await {
+            Some(Ok(m)) => {
+                assert_eq!(m["type"], "complete", "{m}");
+                completed.push(m["id"].as_str().expect("id").to_string());
+            }
+            Some(Err(code)) => break code,
+            None => break None,
+        }
+    };
+    completed.sort();
+    assert_eq!(completed, ["a", "b"]);
+    assert_eq!(close, Some(1001));
+    stopped.await.expect("stopped");
+}

@@ -210,7 +210,28 @@ async fn a_private_cluster_in_a_closed_folder_lives_elsewhere() {
         .ensure_database("probe")
         .await
         .expect("the cluster answers");
+    // Its superuser has a generated password, kept beside the folder for this user only;
+    // without it the cluster refuses even a loopback connection.
+    let mut password_file = cluster.dir().as_os_str().to_owned();
+    password_file.push(".password");
+    let password_file = std::path::PathBuf::from(password_file);
+    let mode = std::fs::metadata(&password_file)
+        .expect("the password file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    use diesel_async::AsyncConnection;
+    let without = diesel_async::AsyncPgConnection::establish(&format!(
+        "postgres://postgres@127.0.0.1:{}/postgres",
+        cluster.port()
+    ))
+    .await;
+    assert!(
+        without.is_err(),
+        "a connection without the password is refused"
+    );
     cluster.stop().await.expect("stop");
+    let _ = std::fs::remove_file(&password_file);
     if as_root {
         std::fs::remove_dir_all(cluster.dir()).expect("remove the fallback cluster");
     }
