@@ -80,7 +80,9 @@ pub enum TokenProblem {
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    previous: Option<DecodingKey>,
+    /// The key before a rotation, and the end (Unix seconds) of the one token lifetime for
+    /// which tokens signed with it are still accepted.
+    previous: Option<(DecodingKey, i64)>,
     validation: Validation,
 }
 
@@ -91,8 +93,9 @@ impl std::fmt::Debug for JwtKeys {
 }
 
 impl JwtKeys {
-    /// Keys from a shared secret, and the secret before a rotation whose tokens are still
-    /// accepted.
+    /// Keys from a shared secret, and the secret before a rotation: tokens signed with it
+    /// are accepted for one token lifetime from now (a token that expires later, even one
+    /// forged with a leaked old secret, is refused).
     pub fn new(secret: &Secret, previous: Option<&Secret>) -> JwtKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
@@ -102,7 +105,10 @@ impl JwtKeys {
         JwtKeys {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
-            previous: previous.map(|p| DecodingKey::from_secret(p.expose().as_bytes())),
+            previous: previous.map(|p| {
+                let until = Utc::now().timestamp() + ACCESS_TTL.as_secs() as i64 + LEEWAY_SECS;
+                (DecodingKey::from_secret(p.expose().as_bytes()), until)
+            }),
             validation,
         }
     }
@@ -141,7 +147,13 @@ impl JwtKeys {
             })
         };
         let data = match (decode(&self.decoding), &self.previous) {
-            (Err(TokenProblem::Invalid), Some(previous)) => decode(previous)?,
+            (Err(TokenProblem::Invalid), Some((previous, until))) => {
+                let data = decode(previous)?;
+                if data.claims.exp > *until {
+                    return Err(TokenProblem::Invalid);
+                }
+                data
+            }
             (result, _) => result?,
         };
         let claims = data.claims;
@@ -243,5 +255,32 @@ mod tests {
         );
         let done = JwtKeys::new(&Secret::new("the-secret-after-the-rotation!!!"), None);
         assert_eq!(done.verify(&token), Err(TokenProblem::Invalid));
+    }
+
+    #[test]
+    fn the_previous_secret_is_accepted_for_one_token_lifetime_only() {
+        let old_secret = "the-secret-before-the-rotation!!";
+        let rotated = JwtKeys::new(
+            &Secret::new("the-secret-after-the-rotation!!!"),
+            Some(&Secret::new(old_secret)),
+        );
+        // A token forged with the old secret to live past the window is refused.
+        let now = Utc::now().timestamp();
+        let forged = Claims {
+            sub: "7".into(),
+            role: "ADMIN".into(),
+            sid: 1,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now,
+            exp: now + 2 * ACCESS_TTL.as_secs() as i64,
+        };
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &forged,
+            &EncodingKey::from_secret(old_secret.as_bytes()),
+        )
+        .expect("encode");
+        assert_eq!(rotated.verify(&token), Err(TokenProblem::Invalid));
     }
 }

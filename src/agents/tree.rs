@@ -79,8 +79,31 @@ pub async fn create_sales_user(
     email: &str,
     password: &str,
 ) -> AppResult<User> {
+    create_member(pool, viewer, agent_id, Role::Sales, email, password).await
+}
+
+/// Creates a login of the agent `agent_id` itself (role AGENT): admins at any agent, an
+/// AGENT user in its own subtree (so a sub-agent it created can sign in).
+pub async fn create_agent_user(
+    pool: &Pool,
+    viewer: &Viewer,
+    agent_id: i64,
+    email: &str,
+    password: &str,
+) -> AppResult<User> {
+    create_member(pool, viewer, agent_id, Role::Agent, email, password).await
+}
+
+async fn create_member(
+    pool: &Pool,
+    viewer: &Viewer,
+    agent_id: i64,
+    role: Role,
+    email: &str,
+    password: &str,
+) -> AppResult<User> {
     managed(&mut *pool.get().await?, viewer, agent_id).await?;
-    accounts::create_user(pool, email, password, Role::Sales, Some(agent_id)).await
+    accounts::create_user(pool, email, password, role, Some(agent_id)).await
 }
 
 /// Moves an agent (and its whole subtree) under another parent, or to the top level

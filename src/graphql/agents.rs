@@ -282,6 +282,17 @@ pub struct CreateSalesUserInput {
     password: String,
 }
 
+/// A new login of an agent (role AGENT).
+#[derive(InputObject)]
+pub struct CreateAgentUserInput {
+    /// The agent the login belongs to (the caller's own node or its subtree).
+    agent_id: ID,
+    /// Email address (case does not matter); also the login name.
+    email: String,
+    /// At least 8 characters, not a common password, not containing the email.
+    password: String,
+}
+
 /// What an invite code attributes customers to.
 #[derive(InputObject)]
 pub struct CreateInviteCodeInput {
@@ -352,6 +363,25 @@ impl AgentsMutation {
     ) -> async_graphql::Result<UserNode> {
         let v = viewer(ctx)?;
         let user = tree::create_sales_user(
+            &state(ctx)?.pool,
+            &v,
+            agent_id(&input.agent_id)?,
+            &input.email,
+            &input.password,
+        )
+        .await?;
+        Ok(UserNode::new(user))
+    }
+
+    /// Creates a login (role AGENT) for an agent, so it can manage its subtree: admins at
+    /// any agent, an AGENT user in its own subtree (a sub-agent it created).
+    async fn create_agent_user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new login.")] input: CreateAgentUserInput,
+    ) -> async_graphql::Result<UserNode> {
+        let v = viewer(ctx)?;
+        let user = tree::create_agent_user(
             &state(ctx)?.pool,
             &v,
             agent_id(&input.agent_id)?,

@@ -537,6 +537,11 @@ async fn every_agent_id_is_checked_against_what_the_caller_may_see() {
             [NF, FB, OK, OK, FB, NF, OK],
         ),
         (
+            "createAgentUser",
+            "mutation($id: ID!, $email: String!) { createAgentUser(input: { agentId: $id, email: $email, password: \"correct horse battery\" }) { id } }",
+            [NF, FB, OK, OK, FB, NF, OK],
+        ),
+        (
             "createInviteCode",
             "mutation($id: ID!) { createInviteCode(input: { agentId: $id }) { code } }",
             [NF, OK, OK, OK, FB, NF, OK],
@@ -685,4 +690,75 @@ async fn a_page_of_children_costs_the_same_statements_for_3_or_30() {
         assert_eq!(edge["node"]["descendantCount"], 1);
         assert_eq!(edge["node"]["commissionBalance"], "0");
     }
+}
+
+/// An agent gives a sub-agent it created a login of its own, which manages that subtree and
+/// nothing above it.
+#[tokio::test]
+async fn an_agent_gives_its_sub_agent_a_login_that_manages_only_that_subtree() {
+    let app = TestApp::spawn().await;
+    let top = app
+        .user_with_role("top-agent@example.com", Role::Agent)
+        .await;
+    let own = app
+        .gql_ok(Some(&top.access), "{ me { agent { id } } }", json!({}))
+        .await["me"]["agent"]["id"]
+        .as_str()
+        .expect("own node")
+        .to_string();
+    let sub = app
+        .gql_ok(
+            Some(&top.access),
+            "mutation($p: ID!) { createAgent(input: { name: \"Sub\", parentId: $p, commissionRate: 0 }) { id } }",
+            json!({ "p": own }),
+        )
+        .await["createAgent"]["id"]
+        .as_str()
+        .expect("sub")
+        .to_string();
+    let made = app
+        .gql_ok(
+            Some(&top.access),
+            "mutation($i: CreateAgentUserInput!) { createAgentUser(input: $i) { role agentId } }",
+            json!({ "i": { "agentId": sub, "email": "sub-agent@example.com", "password": PASSWORD } }),
+        )
+        .await;
+    assert_eq!(made["createAgentUser"]["role"], "AGENT");
+    assert_eq!(made["createAgentUser"]["agentId"], sub.as_str());
+    let sub_login = app.login("sub-agent@example.com").await;
+    let me = app
+        .gql_ok(
+            Some(&sub_login.access),
+            "{ me { agent { id name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(me["me"]["agent"]["id"], sub.as_str());
+    // It manages its own subtree ...
+    app.gql_ok(
+        Some(&sub_login.access),
+        "mutation($p: ID!) { createAgent(input: { name: \"Leaf\", parentId: $p, commissionRate: 0 }) { id } }",
+        json!({ "p": sub }),
+    )
+    .await;
+    // ... and not the node above it, which it knows exists.
+    let above = app
+        .gql(
+            Some(&sub_login.access),
+            "mutation($i: CreateAgentUserInput!) { createAgentUser(input: $i) { id } }",
+            json!({ "i": { "agentId": own, "email": "sneaky@example.com", "password": PASSWORD } }),
+        )
+        .await;
+    assert_eq!(error_code(&above), "FORBIDDEN", "{above}");
+    let taken = app
+        .gql(
+            Some(&top.access),
+            "mutation($i: CreateAgentUserInput!) { createAgentUser(input: $i) { id } }",
+            json!({ "i": { "agentId": sub, "email": "sub-agent@example.com", "password": PASSWORD } }),
+        )
+        .await;
+    assert!(
+        taken.get("errors").is_some(),
+        "an email is taken once: {taken}"
+    );
 }
