@@ -27,5 +27,6 @@ mod safety;
 mod sales;
 mod schema;
 mod support;
+mod unreliable_gateway;
 mod ws;
 mod zero_config;

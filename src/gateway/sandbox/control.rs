@@ -115,6 +115,11 @@ pub enum ServiceMode {
     Reject,
     /// Do the work and answer it signed, with `fields` replaced or left out.
     Alter,
+    /// Answer HTTP 200 with a body that is not XML, without doing anything.
+    Garbage,
+    /// Do the work and answer it with a corrupted signature.
+    #[serde(rename = "bad_signature")]
+    BadSignature,
 }
 
 /// What a faulty call does instead of behaving.
@@ -130,6 +135,8 @@ pub(crate) enum FaultAction {
     Alter {
         fields: BTreeMap<String, Option<String>>,
     },
+    Garbage,
+    BadSignature,
 }
 
 /// One stored service fault.
@@ -214,6 +221,8 @@ impl Faults {
                 ServiceMode::Alter => FaultAction::Alter {
                     fields: request.fields.unwrap_or_default(),
                 },
+                ServiceMode::Garbage => FaultAction::Garbage,
+                ServiceMode::BadSignature => FaultAction::BadSignature,
             };
             self.services.push(ServiceFault {
                 out_trade_no: order,

@@ -111,10 +111,18 @@ pub(crate) async fn handle(sb: Sandbox, mut req: Request, door: Door) -> Respons
             return sb.reply(sign_type, Err(Biz::new(err_code, err_msg)));
         }
         Some(FaultAction::Alter { fields }) => alter = Some(fields),
-        Some(FaultAction::Timeout) | None => {}
+        Some(FaultAction::Garbage) => {
+            return Response::builder()
+                .content_type("text/html; charset=UTF-8")
+                .body("<html><body>upstream busy, try later</body></html>");
+        }
+        Some(FaultAction::Timeout | FaultAction::BadSignature) | None => {}
     }
 
-    let response = sb.serve(door, &service, &params, sign_type, alter);
+    let mut response = sb.serve(door, &service, &params, sign_type, alter);
+    if fault == Some(FaultAction::BadSignature) {
+        response = corrupt_signature(response).await;
+    }
     // The call that created the order is counted once the order exists.
     if !counted
         && let Some(no) = order.as_deref()
@@ -130,6 +138,24 @@ pub(crate) async fn handle(sb: Sandbox, mut req: Request, door: Door) -> Respons
         }
     }
     response
+}
+
+/// The same answer with its `<sign>` changed (still plausible, no longer valid).
+async fn corrupt_signature(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let text = body.into_string().await.unwrap_or_default();
+    let corrupted = match text.find("<sign><![CDATA[") {
+        Some(at) => {
+            let first = at + "<sign><![CDATA[".len();
+            let mut bytes = text.into_bytes();
+            if let Some(b) = bytes.get_mut(first) {
+                *b = if *b == b'A' { b'B' } else { b'A' };
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        None => text,
+    };
+    Response::from_parts(parts, poem::Body::from(corrupted))
 }
 
 /// An unsigned protocol-level refusal (`status=400`).

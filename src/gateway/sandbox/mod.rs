@@ -90,7 +90,8 @@
 //!
 //! Fields: `reset` (bool), `out_trade_no` (string), `notify` (`drop`, `copies`, `delay_ms`,
 //! `wrong_amount`, `bad_signature`), `service` (one of [`control::SERVICES`]; absent = all),
-//! `mode` (`normal` | `timeout` | `error5xx` | `reject` | `alter`), `err_code` / `err_msg`
+//! `mode` (`normal` | `timeout` | `error5xx` | `reject` | `alter` | `garbage` (HTTP 200, not
+//! XML, nothing done) | `bad_signature` (done, answered with a corrupted sign)), `err_code` / `err_msg`
 //! (with `reject`; default `SYSTEMERROR` / `系统错误`), `fields` (with `alter`: a string
 //! replaces an answer field, `null` leaves it out), `times` (fire N times, then clear),
 //! `refund` (`final_status`: `SUCCESS` | `FAIL` | `CLOSE` | `CHANGE`), `bill` (with
