@@ -26,6 +26,7 @@ mod refunds;
 mod safety;
 mod sales;
 mod schema;
+mod simulation;
 mod support;
 mod unreliable_gateway;
 mod ws;
