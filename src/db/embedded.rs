@@ -215,6 +215,24 @@ impl Cluster {
         Ok(())
     }
 
+    /// Restarts the server on the same port (fast: open sessions are ended), as an operator
+    /// or a crash would; clients see their connections break and must reconnect.
+    pub async fn restart(&self) -> Result<(), EmbeddedError> {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.dir)
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-m", "fast", "-w", "-t", "60", "-o"])
+            .arg(format!("-p {}", self.port))
+            .arg("restart")
+            .output()
+            .await
+            .map_err(|e| io("run pg_ctl restart", e))?;
+        check(&out, "pg_ctl restart")
+    }
+
     fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(self.bin.join(program));
         // PostgreSQL programs complain when they cannot read the current folder.
