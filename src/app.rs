@@ -401,21 +401,22 @@ impl Application {
             state.config.sales.time_zone.clone(),
             state.config.sales.rollup_interval,
         );
-        // WebSocket operations complete and their connections close first (the server waits
-        // for open connections); then the folder and the reconciler stop at a safe point,
-        // while the in-process sandbox still answers the reconciler.
+        // On the signal: stop accepting, tell every WebSocket operation it is complete (their
+        // connections close), let in-flight requests finish (up to 10 s); then the folder and
+        // the reconciler stop at a safe point (a question to the gateway that fails now is
+        // only "unknown", asked again after the restart), and the private cluster last.
         let stopping = state.stopping.clone();
         let shutdown = async move {
             shutdown.await;
             stopping.send_replace(true);
-            folder.shutdown().await;
-            if let Some(reconciler) = reconciler {
-                reconciler.shutdown(Duration::from_secs(10)).await;
-            }
         };
         let served = poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(route, shutdown, Some(Duration::from_secs(10)))
             .await;
+        folder.shutdown().await;
+        if let Some(reconciler) = reconciler {
+            reconciler.shutdown(Duration::from_secs(10)).await;
+        }
         state.live_sales.shutdown();
         state.hub.shutdown();
         session_forwarder.abort();
