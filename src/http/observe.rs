@@ -122,6 +122,12 @@ pub async fn scrape(Data(state): Data<&Arc<AppState>>) -> Response {
             .unwrap_or(0.0);
         metrics::gauge!("topup_reconciler_lag_seconds").set(seconds);
     }
+    if let Ok(mut conn) = state.pool.get().await
+        && let Ok((rows, age)) = crate::sales::rollup::backlog(&mut conn).await
+    {
+        metrics::gauge!("topup_sales_pending_rows").set(rows as f64);
+        metrics::gauge!("topup_sales_pending_age_seconds").set(age);
+    }
     Response::builder()
         .header(
             header::CONTENT_TYPE,

@@ -23,6 +23,31 @@ pub const BATCH: i64 = 20_000;
 /// The lock that lets one folder run at a time.
 const FOLD_LOCK: i64 = 7_170_031;
 
+/// The most pending rows [`backlog`] counts (a scrape stays cheap however far behind).
+pub const BACKLOG_CAP: i64 = 1_000_000;
+
+/// The pending rows not yet folded (at most [`BACKLOG_CAP`]) and the age in seconds of the
+/// oldest one's sale (the first appended, found through the key): how far the folders are
+/// behind. Reports stay exact but read every pending row of
+/// their scope, so a growing backlog slows them.
+pub async fn backlog(conn: &mut AsyncPgConnection) -> AppResult<(i64, f64)> {
+    #[derive(diesel::QueryableByName)]
+    struct Backlog {
+        #[diesel(sql_type = BigInt)]
+        rows: i64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        age: f64,
+    }
+    let found: Backlog = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM sales_pending LIMIT $1) p) AS rows, \
+                coalesce(extract(epoch FROM now() - (SELECT at FROM sales_pending ORDER BY id LIMIT 1)), 0)::float8 AS age",
+    )
+    .bind::<BigInt, _>(BACKLOG_CAP)
+    .get_result(conn)
+    .await?;
+    Ok((found.rows, found.age.max(0.0)))
+}
+
 /// Folds up to `batch` pending rows into the rollup, dating them in `zone`. Returns how
 /// many it folded (0 when another folder holds the lock).
 pub async fn fold(conn: &mut AsyncPgConnection, zone: &str, batch: i64) -> AppResult<i64> {

@@ -67,7 +67,24 @@ async fn metrics_count_requests_operations_payments_gateway_calls_and_connection
         .await;
     assert!(refused.get("errors").is_some(), "{refused}");
     let order_no = app.recharge(&s, 1234, "WECHAT").await;
+    // A subscriber follows the payment, so its event is fanned out to someone.
+    let mut ws = WsClient::connect_ok(&app.base, Some(&s.access)).await;
+    ws.subscribe(
+        "paid",
+        "subscription($no: String!) { orderStatus(orderNo: $no) { status } }",
+        json!({ "no": order_no }),
+    )
+    .await;
+    assert_eq!(ws.next_for("paid").await["type"], "next");
     assert!(app.sandbox_pay(&order_no, false).await.is_success());
+    loop {
+        let m = ws.next_for("paid").await;
+        assert_eq!(m["type"], "next", "{m}");
+        if m["payload"]["data"]["orderStatus"]["status"] == "PAID" {
+            break;
+        }
+    }
+    assert_eq!(ws.next_for("paid").await["type"], "complete");
     eventually(10, "the order is paid", || async {
         app.order_status(&s, &order_no).await == "PAID"
     })
@@ -75,7 +92,6 @@ async fn metrics_count_requests_operations_payments_gateway_calls_and_connection
 
     // A pending order's stream stays open (a paid one's ends after its first message).
     let pending = app.recharge(&s, 99, "ALIPAY").await;
-    let mut ws = WsClient::connect_ok(&app.base, Some(&s.access)).await;
     ws.subscribe(
         "1",
         "subscription($no: String!) { orderStatus(orderNo: $no) { status } }",
@@ -141,11 +157,7 @@ async fn metrics_count_requests_operations_payments_gateway_calls_and_connection
         ) >= 1.0
     );
     assert!(grew("topup_events_received_total", &[("channel", "orders")]) >= 1.0);
-    assert!(
-        after
-            .keys()
-            .any(|k| k.starts_with("topup_events_fanned_out_total"))
-    );
+    assert!(grew("topup_events_fanned_out_total", &[("channel", "orders")]) >= 1.0);
     assert!(sum(&after, "topup_websocket_connections_open", &[]) >= 1.0);
     assert!(sum(&after, "topup_graphql_subscriptions_open", &[]) >= 1.0);
     assert!(sum(&after, "topup_db_pool_max", &[]) >= 1.0);
@@ -154,6 +166,8 @@ async fn metrics_count_requests_operations_payments_gateway_calls_and_connection
         "topup_db_pool_in_use",
         "topup_db_pool_waiting",
         "topup_reconciler_lag_seconds",
+        "topup_sales_pending_rows",
+        "topup_sales_pending_age_seconds",
     ] {
         assert!(
             after.keys().any(|k| k.starts_with(gauge)),
