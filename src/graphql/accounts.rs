@@ -268,7 +268,8 @@ impl AccountsMutation {
     ) -> async_graphql::Result<AuthPayload> {
         let s = state(ctx)?;
         super::one_password_check(ctx)?;
-        s.limits.register(super::client_ip(ctx))?;
+        s.limits
+            .register(super::client_ip(ctx).unwrap_or("unknown"))?;
         let grant = accounts::register(
             &s.pool,
             &s.jwt,
@@ -290,7 +291,8 @@ impl AccountsMutation {
     ) -> async_graphql::Result<AuthPayload> {
         let s = state(ctx)?;
         super::one_password_check(ctx)?;
-        s.limits.login(super::client_ip(ctx), &input.email)?;
+        s.limits
+            .login(super::client_ip(ctx).unwrap_or("unknown"), &input.email)?;
         Ok(
             accounts::login(&s.pool, &s.jwt, &input.email, &input.password)
                 .await?

@@ -8,7 +8,7 @@ use super::auth::{RoleGuard, is_admin, viewer};
 use super::connection::{PageArgs, connection};
 use super::loaders::ProductById;
 use super::orders::OrderNode;
-use super::{ClientIp, conn, qr, state};
+use super::{conn, qr, state};
 use crate::accounts::Role;
 use crate::catalog::{self, Entitlement, NewProduct, Product, ProductChange, ProductKind};
 use crate::domain::{Channel, IdempotencyKey, Money};
@@ -392,10 +392,9 @@ impl CatalogMutation {
     ) -> async_graphql::Result<CheckoutPayload> {
         let v = viewer(ctx)?;
         let s = state(ctx)?;
-        let client_ip = ctx
-            .data_opt::<ClientIp>()
-            .map(|ip| ip.0.clone())
-            .unwrap_or_else(|| "127.0.0.1".into());
+        // The gateway wants an IP address for the order: loopback when the schema runs
+        // without a transport.
+        let client_ip = super::client_ip(ctx).unwrap_or("127.0.0.1").to_owned();
         let done = recharge::checkout(
             &s.pool,
             &s.cashier,

@@ -81,10 +81,9 @@ pub(crate) fn one_password_check(ctx: &Context<'_>) -> Result<(), AppError> {
     }
 }
 
-/// The client's IP, as the transport saw it.
-pub(crate) fn client_ip<'a>(ctx: &Context<'a>) -> &'a str {
-    ctx.data_opt::<ClientIp>()
-        .map_or("unknown", |ip| ip.0.as_str())
+/// The client's IP, as the transport saw it (`None` when the schema runs without one).
+pub(crate) fn client_ip<'a>(ctx: &Context<'a>) -> Option<&'a str> {
+    ctx.data_opt::<ClientIp>().map(|ip| ip.0.as_str())
 }
 
 /// The schema without its runtime data: the server adds the app state and the loader; the

@@ -11,7 +11,7 @@ pub use types::{OrderEventNode, OrderNode, OrderStatusUpdate, RechargePayload};
 
 use super::auth::viewer;
 use super::connection::{PageArgs, connection};
-use super::{ClientIp, conn, qr, state};
+use super::{conn, qr, state};
 use crate::accounts::Role;
 use crate::domain::{Channel, IdempotencyKey, Money, OrderKind, OrderStatus};
 use crate::error::AppError;
@@ -138,10 +138,9 @@ impl OrdersMutation {
     ) -> async_graphql::Result<RechargePayload> {
         let v = viewer(ctx)?;
         let s = state(ctx)?;
-        let client_ip = ctx
-            .data_opt::<ClientIp>()
-            .map(|ip| ip.0.clone())
-            .unwrap_or_else(|| "127.0.0.1".into());
+        // The gateway wants an IP address for the order: loopback when the schema runs
+        // without a transport.
+        let client_ip = super::client_ip(ctx).unwrap_or("127.0.0.1").to_owned();
         let done = recharge::create(
             &s.pool,
             &s.cashier,
