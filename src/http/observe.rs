@@ -109,8 +109,10 @@ pub async fn scrape(Data(state): Data<&Arc<AppState>>) -> Response {
     metrics::gauge!("topup_db_pool_in_use").set(pool.size.saturating_sub(pool.available) as f64);
     metrics::gauge!("topup_db_pool_waiting").set(pool.waiting as f64);
     metrics::gauge!("topup_db_pool_max").set(pool.max_size as f64);
-    if let Ok(mut conn) = state.pool.get().await
-        && let Ok(lag) = reconcile::lag(&mut conn).await
+    // One connection for both backlogs, returned before the rendering.
+    let mut conn = state.pool.get().await.ok();
+    if let Some(conn) = conn.as_mut()
+        && let Ok(lag) = reconcile::lag(conn).await
     {
         metrics::gauge!("topup_reconciler_due", "kind" => "orders").set(lag.due_orders as f64);
         metrics::gauge!("topup_reconciler_due", "kind" => "refunds").set(lag.due_refunds as f64);
@@ -122,12 +124,13 @@ pub async fn scrape(Data(state): Data<&Arc<AppState>>) -> Response {
             .unwrap_or(0.0);
         metrics::gauge!("topup_reconciler_lag_seconds").set(seconds);
     }
-    if let Ok(mut conn) = state.pool.get().await
-        && let Ok((rows, age)) = crate::sales::rollup::backlog(&mut conn).await
+    if let Some(conn) = conn.as_mut()
+        && let Ok((rows, age)) = crate::sales::rollup::backlog(conn).await
     {
         metrics::gauge!("topup_sales_pending_rows").set(rows as f64);
         metrics::gauge!("topup_sales_pending_age_seconds").set(age);
     }
+    drop(conn);
     Response::builder()
         .header(
             header::CONTENT_TYPE,
