@@ -5,9 +5,6 @@
 
 use std::sync::Arc;
 
-use diesel::QueryableByName;
-use diesel::sql_types::BigInt;
-use diesel_async::RunQueryDsl;
 use futures_util::StreamExt;
 use serde_json::json;
 use topup::db::embedded::{Cluster, ClusterOptions};
@@ -16,12 +13,6 @@ use crate::support::admin::reconciling;
 use crate::support::ledger::assert_ledger_invariants;
 use crate::support::ws::WsClient;
 use crate::support::{TestApp, TestDb, eventually};
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
 
 const FOLLOW: &str = "subscription($no: String!) { orderStatus(orderNo: $no) { status } }";
 
@@ -121,16 +112,12 @@ async fn a_database_restart_under_load_loses_nothing_and_subscribers_see_every_e
     assert!(app.sandbox_pay(&late, false).await.is_success());
     assert_eq!(status_of(&mut ws, "late").await, "PAID");
 
-    let mut conn = app.db.connect().await;
-    let credits =
-        diesel::sql_query("SELECT count(*) AS n FROM journal_entries WHERE kind = 'RECHARGE'")
-            .get_result::<Count>(&mut conn)
-            .await
-            .expect("count")
-            .n;
+    let credits = app
+        .db
+        .count("SELECT count(*) AS n FROM journal_entries WHERE kind = 'RECHARGE'")
+        .await;
     assert_eq!(credits, 41, "one credit per payment");
     assert_ledger_invariants(&app.db).await;
-    drop(conn);
     app.stop().await;
     cluster.stop().await.expect("stop");
     let _ = std::fs::remove_dir_all(&dir);

@@ -86,19 +86,10 @@ async fn a_payment_applied_on_one_instance_reaches_a_subscriber_on_another() {
     );
 
     // B applied it: its inbox row says so.
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let mut conn = db.connect().await;
-    let applied: Count = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query("SELECT count(*) AS n FROM notify_inbox WHERE verdict = 'APPLIED'"),
-        &mut conn,
-    )
-    .await
-    .expect("count");
-    assert_eq!(applied.n, 1);
+    let applied = db
+        .count("SELECT count(*) AS n FROM notify_inbox WHERE verdict = 'APPLIED'")
+        .await;
+    assert_eq!(applied, 1);
     assert_eq!(b.balance(&s).await, 2024);
     assert_ledger_invariants(&db).await;
     a.stop().await;

@@ -5,14 +5,11 @@
 
 use std::process::{Child, Command, Stdio};
 
-use diesel::QueryableByName;
-use diesel::sql_types::BigInt;
-use diesel_async::RunQueryDsl;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::support::ledger::assert_ledger_invariants;
-use crate::support::{PASSWORD, TestDb, eventually};
+use crate::support::{PASSWORD, TestDb, eventually, free_port};
 
 const JWT_SECRET: &str = "kill-test-jwt-secret-0123456789abcdefghijklmnop";
 const MERCHANT_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -28,11 +25,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-    l.local_addr().expect("addr").port()
 }
 
 fn log_file(dir: &std::path::Path, name: &str) -> Stdio {
@@ -95,21 +87,6 @@ async fn gql(
     let body: Value = req.send().await.expect("post").json().await.expect("json");
     assert!(body.get("errors").is_none(), "{body}");
     body["data"].clone()
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    let mut conn = db.connect().await;
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .expect(sql)
-        .n
 }
 
 #[tokio::test]
@@ -214,26 +191,19 @@ async fn sigkill_in_a_storm_of_payments_loses_nothing_and_credits_nothing_twice(
 
     let total = (CUSTOMERS * ORDERS_EACH) as i64;
     eventually(120, "every paid order is PAID", || async {
-        count(
-            &db,
-            "SELECT count(*) AS n FROM orders WHERE status = 'PAID'",
-        )
-        .await
+        db.count("SELECT count(*) AS n FROM orders WHERE status = 'PAID'")
+            .await
             == total
     })
     .await;
     // Exactly one credit per payment, whoever delivered it (notify, retry or reconciler).
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) AS n FROM journal_entries WHERE kind = 'RECHARGE'"
-        )
-        .await,
+        db.count("SELECT count(*) AS n FROM journal_entries WHERE kind = 'RECHARGE'")
+            .await,
         total
     );
     assert_eq!(
-        count(
-            &db,
+        db.count(
             "SELECT count(*) AS n FROM journal_entries e JOIN orders o ON o.id = e.order_id \
              WHERE e.kind = 'RECHARGE' AND e.cause = 'order:' || o.order_no"
         )
@@ -241,16 +211,16 @@ async fn sigkill_in_a_storm_of_payments_loses_nothing_and_credits_nothing_twice(
         total
     );
     assert_eq!(
-        count(
-            &db,
+        db.count(
             "SELECT coalesce(sum(balance), 0)::bigint AS n FROM ledger_accounts \
              WHERE kind = 'CUSTOMER_WALLET'"
         )
         .await,
-        count(&db, "SELECT sum(amount)::bigint AS n FROM orders").await
+        db.count("SELECT sum(amount)::bigint AS n FROM orders")
+            .await
     );
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM payment_reviews").await,
+        db.count("SELECT count(*) AS n FROM payment_reviews").await,
         0,
         "nothing needed a person"
     );

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{PASSWORD, TestDb, eventually};
+use crate::support::{PASSWORD, TestDb, eventually, free_port};
 
 const JWT_SECRET: &str = "log-test-jwt-secret-0123456789abcdefghijklmnop";
 
@@ -19,10 +19,7 @@ async fn json_logs_carry_request_ids_and_order_numbers_and_never_a_secret() {
     let out_path = dir.join("out.log");
     let out = std::fs::File::create(&out_path).expect("log file");
     let err = out.try_clone().expect("clone");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-        l.local_addr().expect("addr").port()
-    };
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_topup"))
         .env("DATABASE_URL", &db.url)

@@ -3,20 +3,11 @@
 //! is "unknown", never an outcome: the order stays PENDING and is asked again, and once the
 //! gateway behaves every paid order is credited exactly once and the ledger holds.
 
-use diesel::QueryableByName;
-use diesel::sql_types::BigInt;
-use diesel_async::RunQueryDsl;
 use serde_json::json;
 
 use crate::support::admin::{of_kind, reconciling};
 use crate::support::ledger::assert_ledger_invariants;
 use crate::support::{TestApp, eventually};
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
 
 #[tokio::test]
 async fn bad_answers_are_never_outcomes_and_every_payment_is_credited_once() {
@@ -69,13 +60,10 @@ async fn bad_answers_are_never_outcomes_and_every_payment_is_credited_once() {
             .collect();
         assert_eq!(events, ["CREATED", "PAID"], "{mode}: never another state");
     }
-    let mut conn = app.db.connect().await;
-    let credits =
-        diesel::sql_query("SELECT count(*) AS n FROM journal_entries WHERE kind = 'RECHARGE'")
-            .get_result::<Count>(&mut conn)
-            .await
-            .expect("count")
-            .n;
+    let credits = app
+        .db
+        .count("SELECT count(*) AS n FROM journal_entries WHERE kind = 'RECHARGE'")
+        .await;
     assert_eq!(credits, orders.len() as i64, "one credit per payment");
     assert_ledger_invariants(&app.db).await;
 }
