@@ -192,6 +192,14 @@ impl SalesQuery {
             report,
         })
     }
+
+    /// The IANA time zone whose calendar days reports count in (`Asia/Shanghai` unless
+    /// configured otherwise): `salesReport`'s `from` and `to`, its DAY rows and `liveSales`'
+    /// `today` are days of this zone, whatever the client's own. For anyone signed in.
+    async fn report_time_zone(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        viewer(ctx)?;
+        Ok(state(ctx)?.config.sales.time_zone.clone())
+    }
 }
 
 /// An agent on a sale's path.
