@@ -250,6 +250,8 @@ pub struct Config {
     pub graphiql: bool,
     /// `TOPUP_INTROSPECTION`: answer introspection queries (GraphiQL needs them).
     pub introspection: bool,
+    /// `TOPUP_CONSOLE`: serve the web console on `GET /`.
+    pub console: bool,
     pub sales: SalesSettings,
     pub limits: LimitSettings,
     pub ws: WsSettings,
@@ -318,6 +320,7 @@ impl Config {
         };
         let graphiql = flag("TOPUP_GRAPHIQL")?;
         let introspection = flag("TOPUP_INTROSPECTION")?;
+        let console = flag("TOPUP_CONSOLE")?;
         Ok(Config {
             database_url: secret("DATABASE_URL"),
             migrate_database_url: secret("TOPUP_MIGRATE_DATABASE_URL"),
@@ -368,6 +371,7 @@ impl Config {
             reconcile,
             graphiql,
             introspection,
+            console,
             sales: sales_settings(&get)?,
             limits: LimitSettings {
                 login_per_account: parse_or(&get, "TOPUP_LIMIT_LOGIN_PER_ACCOUNT", 10)?,

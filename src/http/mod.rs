@@ -1,8 +1,9 @@
-//! The HTTP surface: GraphQL (POST, GraphiQL, WebSocket) and health probes. Handlers parse,
+//! The HTTP surface: GraphQL (POST, GraphiQL, WebSocket), the web console and health probes. Handlers parse,
 //! authorize and call a capability module; nothing else happens here.
 
 pub mod assets;
 pub mod body;
+pub mod console;
 pub mod graphql;
 pub mod notify;
 pub mod observe;
@@ -27,6 +28,7 @@ pub fn routes(
     sandbox: Option<Sandbox>,
 ) -> impl poem::Endpoint {
     let mut route = Route::new()
+        .at("/", get(console::index))
         .at("/graphql", get(graphql::graphiql).post(graphql::post))
         .at("/graphql/ws", get(graphql::websocket))
         .at("/assets/:hash/:name", get(assets::serve))
