@@ -12,6 +12,7 @@ mod accounts;
 mod agents;
 mod bills;
 mod catalog;
+mod console;
 mod db_restart;
 mod gateway;
 mod instances;

@@ -3,6 +3,7 @@
 //! cloned from a migrated template, and the real server on a loopback port.
 
 pub mod admin;
+pub mod browser;
 pub mod ledger;
 pub mod pay;
 pub mod shop;
