@@ -409,6 +409,11 @@ async fn customer_pays_agent_watches_live_admin_refunds_in_chromium() {
     phone.eval("location.hash = '#/products'").await;
     phone.wait_for_text("#page-products", "Pro plan", 20).await;
     shoot(&phone, "customer-products").await;
+    // Buying from an empty wallet is refused, and the customer is told why in words.
+    phone.click("#page-products li.product .buy-balance").await;
+    phone
+        .wait_for_text("#page-products li.product .error", "余额不足", 20)
+        .await;
     phone.eval("location.hash = '#/orders'").await;
     phone
         .wait_for_element(&format!("#page-orders li[data-order='{order_no}']"), 20)
