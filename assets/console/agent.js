@@ -164,16 +164,13 @@ function Live({ scope, zone, onSale }) {
           setState('stopped');
           setError(e);
         },
+        // The stream says nothing until a sale: it is live once the server accepted it.
+        started: () => setState('live'),
         restart: () => setState('connecting'),
       },
       { resubscribe: true },
     );
-    // The stream says nothing until a sale: it is live once the connection is acknowledged.
-    const timer = setTimeout(() => setState((s) => (s === 'connecting' ? 'live' : s)), 1500);
-    return () => {
-      clearTimeout(timer);
-      stop();
-    };
+    return stop;
   }, [scope]);
   return html`<section class="card live" id="live" data-state=${state}>
     <h2>${t('live.title')} <span class=${`dot ${state}`} title=${t(`live.${state}`)}></span><span class="muted small">${t(`live.${state}`)}</span></h2>

@@ -142,7 +142,8 @@ let nextId = 1;
 
 /**
  * Runs a subscription over its own graphql-transport-ws connection, authorized in
- * `connection_init`. `on.next(data)`, `on.error(ApiError)`, `on.complete()`. With
+ * `connection_init`. `on.started()` (the server accepted the connection),
+ * `on.next(data)`, `on.error(ApiError)`, `on.complete()`. With
  * `resubscribe`, a stream that ends (the server ends it when the access token expires, or
  * the connection drops) is started again with a fresh token, and `on.restart()` is called.
  * Returns a function that stops it.
@@ -204,6 +205,7 @@ export function subscribe(query, variables, on, { resubscribe = false } = {}) {
       switch (msg.type) {
         case 'connection_ack':
           ws.send(JSON.stringify({ id, type: 'subscribe', payload: { query, variables } }));
+          if (on.started) on.started();
           break;
         case 'ping':
           ws.send(JSON.stringify({ type: 'pong' }));
