@@ -13,6 +13,7 @@ mod agents;
 mod bills;
 mod catalog;
 mod db_restart;
+mod fanout;
 mod gateway;
 mod instances;
 mod kill;
