@@ -120,11 +120,19 @@ async fn a_client_ending_its_subscriptions_removes_the_order_from_the_index() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.state.hub.watched_orders(), 1);
     assert_eq!(app.sandbox_pay(&order_no, false).await, 200);
-    let next = ws.next_for("s2").await;
+    // (The server first confirms the ended ones with their `complete`.)
+    let next = loop {
+        let message = ws.next_raw().await.expect("open").expect("message");
+        if message["id"] == "s2" {
+            break message;
+        }
+        assert_eq!(message["type"], "complete", "{message}");
+    };
     assert_eq!(
         next["payload"]["data"]["orderStatus"]["status"], "PAID",
         "{next}"
     );
+    assert_eq!(ws.next_for("s2").await["type"], "complete");
     eventually(
         10,
         "the last subscriber's end empties the index",
