@@ -422,6 +422,7 @@ async fn topup_phase(
         n,
         per_connection,
         cap,
+        kind == Kind::OrderStatus,
     )
     .await;
     match (kind, warm_up) {
@@ -492,6 +493,7 @@ async fn bare_phase(payload: &Value, n: usize, per_connection: usize, cap: Durat
         n,
         per_connection,
         cap,
+        true,
     )
     .await;
     clients.wait_for(n, cap).await;
@@ -549,6 +551,8 @@ fn notify_body(key: &str, order_no: &str, amount: i64) -> String {
 /// frames they receive and, while measuring, noting when each arrived.
 struct Clients {
     received: Arc<AtomicUsize>,
+    /// Frames that carried errors instead of data (a subscription refused or ended).
+    errors: Arc<AtomicUsize>,
     measuring: Arc<AtomicBool>,
     arrivals: Arc<std::sync::Mutex<Vec<Instant>>>,
     sample: Arc<std::sync::Mutex<Option<Value>>>,
@@ -574,9 +578,11 @@ impl Clients {
         n: usize,
         per_connection: usize,
         cap: Duration,
+        paced: bool,
     ) -> Clients {
         let mut clients = Clients {
             received: Arc::default(),
+            errors: Arc::default(),
             measuring: Arc::default(),
             arrivals: Arc::new(std::sync::Mutex::new(Vec::with_capacity(n))),
             sample: Arc::default(),
@@ -621,8 +627,9 @@ impl Clients {
                     .expect("subscribe");
             }
             opened += k;
-            let (received, measuring, arrivals, sample) = (
+            let (received, errors, measuring, arrivals, sample) = (
                 clients.received.clone(),
+                clients.errors.clone(),
                 clients.measuring.clone(),
                 clients.arrivals.clone(),
                 clients.sample.clone(),
@@ -637,6 +644,10 @@ impl Clients {
                         continue;
                     }
                     if !text.contains(r#""type":"next""#) {
+                        continue;
+                    }
+                    if text.contains(r#""errors":"#) {
+                        errors.fetch_add(1, Ordering::AcqRel);
                         continue;
                     }
                     if AtomicBool::load(&measuring, Ordering::Acquire) {
@@ -655,6 +666,17 @@ impl Clients {
                     received.fetch_add(1, Ordering::AcqRel);
                 }
             }));
+            // Subscribers arrive a connection at a time: each subscription's start reads
+            // what it watches, and 10,000 at once would only measure the pool's queue.
+            if paced {
+                while AtomicUsize::load(&clients.received, Ordering::Acquire)
+                    + AtomicUsize::load(&clients.errors, Ordering::Acquire)
+                    < opened
+                    && Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
         }
         clients
     }
@@ -662,7 +684,10 @@ impl Clients {
     /// Waits until `n` more frames than so far arrived in all (bounded).
     async fn wait_for(&self, n: usize, cap: Duration) {
         let deadline = Instant::now() + cap;
-        while AtomicUsize::load(&self.received, Ordering::Acquire) < n && Instant::now() < deadline
+        while AtomicUsize::load(&self.received, Ordering::Acquire)
+            + AtomicUsize::load(&self.errors, Ordering::Acquire)
+            < n
+            && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -681,7 +706,10 @@ impl Clients {
         trigger().await;
         let answered = Instant::now();
         let deadline = answered + cap;
-        while AtomicUsize::load(&self.received, Ordering::Acquire) < n && Instant::now() < deadline
+        while AtomicUsize::load(&self.received, Ordering::Acquire)
+            + AtomicUsize::load(&self.errors, Ordering::Acquire)
+            < n
+            && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -700,6 +728,10 @@ impl Clients {
                 .copied()
                 .unwrap_or(f64::NAN)
         };
+        let errors = AtomicUsize::load(&self.errors, Ordering::Acquire);
+        if errors > 0 {
+            println!("  {errors} subscriptions answered with errors instead of data");
+        }
         Measured {
             subscribers: n,
             delivered: ms.len(),
