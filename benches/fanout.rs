@@ -419,8 +419,7 @@ async fn topup_phase(
         json!({ "Authorization": format!("Bearer {watcher}") }),
         query,
         vars,
-        n,
-        per_connection,
+        (n, per_connection),
         cap,
         kind == Kind::OrderStatus,
     )
@@ -490,8 +489,7 @@ async fn bare_phase(payload: &Value, n: usize, per_connection: usize, cap: Durat
         json!({}),
         "",
         payload.clone(),
-        n,
-        per_connection,
+        (n, per_connection),
         cap,
         true,
     )
@@ -575,8 +573,7 @@ impl Clients {
         init: Value,
         query: &str,
         variables: Value,
-        n: usize,
-        per_connection: usize,
+        (n, per_connection): (usize, usize),
         cap: Duration,
         paced: bool,
     ) -> Clients {
