@@ -644,7 +644,9 @@ impl Clients {
                         continue;
                     }
                     if text.contains(r#""errors":"#) {
-                        errors.fetch_add(1, Ordering::AcqRel);
+                        if errors.fetch_add(1, Ordering::AcqRel) == 0 {
+                            println!("  first error frame: {text}");
+                        }
                         continue;
                     }
                     if AtomicBool::load(&measuring, Ordering::Acquire) {
