@@ -269,8 +269,12 @@ impl Application {
         let (gateway, sandbox, gateway_kind) = gateway(&config, local_addr, &public_url)?;
 
         let limits = Limits::new(&config.limits);
-        let hub = EventHub::start(url.clone(), pool.clone());
-        let live_sales = LiveSales::start(pool.clone(), hub.subscribe_sales());
+        let hub = EventHub::start(url.clone(), pool.clone(), graphql::orders::read_orders);
+        let live_sales = LiveSales::start(
+            pool.clone(),
+            hub.subscribe_sales(),
+            config.sales.time_zone.clone(),
+        );
         let sessions = Arc::new(SessionCache::default());
         let session_forwarder =
             tokio::spawn(forward_session_ends(hub.session_ends(), sessions.clone()));

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::db::{Pool, StatementCounter};
 use crate::events::EventHub;
 use crate::limits::Limits;
-use crate::orders::Cashier;
+use crate::orders::{Cashier, Order};
 use crate::sales::live::LiveSales;
 
 /// Open WebSocket connections per user, so one user cannot hold unbounded connections.
@@ -67,8 +67,8 @@ pub struct AppState {
     /// The SwiftPass client (a real gateway or the in-process sandbox), the notify URL and
     /// the order rules.
     pub cashier: Cashier,
-    /// This instance's order-event listener.
-    pub hub: EventHub,
+    /// This instance's order-event listener (it hands `orderStatus` subscribers the order).
+    pub hub: EventHub<Order>,
     /// This instance's live-sales fan-out (fed by the hub).
     pub live_sales: LiveSales,
     /// Which sessions are open, kept current by the hub's session-end announcements.

@@ -3,16 +3,22 @@
 //! A change writes its `order_events` row and a `pg_notify` carrying only the row's id in the
 //! same transaction, so an event is published exactly when (and only if) its change commits,
 //! to every instance. Each instance holds ONE listening connection ([`EventHub`]); it reads
-//! the announced rows (in batches) and fans them out in memory to its subscribers. Whenever
-//! the hub (re)starts listening it tells subscribers to re-read what they watch
-//! ([`HubMessage::Resync`]), since notifications sent while nobody listened are lost. An idle
-//! listening connection is probed, so a silently dead one is noticed within a minute.
+//! the announced rows (in batches) and hands each event only to the subscribers registered
+//! under its order ([`EventHub::watch`]: an index from order number to their channel, an
+//! entry removed with its last subscriber), together with the order's state after it, read
+//! once per batch for every subscriber ([`ReadStates`]): a subscriber never queries on an
+//! event, and never wakes for another order's. Whenever the hub (re)starts listening it tells
+//! subscribers to re-read what they watch ([`HubMessage::Resync`]), since notifications sent
+//! while nobody listened are lost. An idle listening connection is probed, so a silently
+//! dead one is noticed within a minute.
 //!
 //! The same connection listens to sales ([`SALES_CHANNEL`], sent with each pending sales
 //! row) and agent moves ([`TREE_CHANNEL`]), handed to live sales on a channel of their own
 //! ([`EventHub::subscribe_sales`]), so one LISTEN per instance serves both.
 
-use std::sync::{Arc, LazyLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -20,12 +26,13 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures_util::StreamExt;
-use tokio::sync::broadcast;
+use futures_util::future::BoxFuture;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::config::Secret;
 use crate::db::Pool;
 use crate::db::schema::{order_events, orders};
-use crate::domain::{Channel, Money, OrderKind, OrderNo, OrderStatus};
+use crate::domain::{OrderNo, OrderStatus};
 use crate::error::AppResult;
 
 /// The NOTIFY channel; the payload is an `order_events.id`.
@@ -52,8 +59,12 @@ pub enum SessionSignal {
     Resync,
 }
 
-/// How many events a slow subscriber may fall behind before it must re-read.
+/// How many sales or session ends a slow receiver may fall behind before it must re-read.
 const BUFFER: usize = 4096;
+
+/// How many events of ONE order a slow subscriber may fall behind before it must re-read
+/// (an order has a handful of events in its life; each order watched holds this many slots).
+const ORDER_BUFFER: usize = 16;
 
 /// After this long without a notification the listening connection is probed.
 const IDLE_PROBE: Duration = Duration::from_secs(30);
@@ -92,27 +103,41 @@ pub struct EventRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// An event together with the order facts subscribers filter on.
-#[derive(Debug, Clone, Queryable)]
-pub struct OrderEvent {
+/// An event together with its order's state after it, as the hub hands it to the order's
+/// subscribers.
+#[derive(Debug)]
+pub struct OrderEvent<S> {
     pub event: EventRow,
     pub order_no: OrderNo,
-    pub user_id: i64,
-    pub kind: OrderKind,
-    pub amount: Money,
-    pub channel: Option<Channel>,
-    /// The agent the order is attributed to.
-    pub agent_id: Option<i64>,
+    /// The order as it was read right after the event committed (one read for all the
+    /// order's subscribers, and for its other events of the same batch).
+    pub state: Arc<S>,
 }
 
-/// What the hub broadcasts.
-#[derive(Debug, Clone)]
-pub enum HubMessage {
-    /// A committed event.
-    Event(Arc<OrderEvent>),
+/// What the hub hands an order's subscribers.
+#[derive(Debug)]
+pub enum HubMessage<S> {
+    /// A committed event of the watched order.
+    Event(Arc<OrderEvent<S>>),
     /// Events may have been missed: re-read the current state.
     Resync,
 }
+
+// Not derived: that would ask `S: Clone`, and the state is shared, never cloned.
+impl<S> Clone for HubMessage<S> {
+    fn clone(&self) -> Self {
+        match self {
+            HubMessage::Event(e) => HubMessage::Event(e.clone()),
+            HubMessage::Resync => HubMessage::Resync,
+        }
+    }
+}
+
+/// Reads the current state of some orders (by id) as `(order id, state)`: what the hub
+/// hands subscribers with each event. The owner of the order rows supplies it when the hub
+/// starts (this module sits below it).
+pub type ReadStates<S> =
+    for<'a> fn(&'a mut AsyncPgConnection, &'a [i64]) -> BoxFuture<'a, AppResult<Vec<(i64, S)>>>;
 
 /// What the hub broadcasts to live sales (a channel of its own, so order subscribers never
 /// wake up for sales and the other way round).
@@ -223,59 +248,156 @@ pub async fn timelines(
         .await?)
 }
 
-/// Reads events with their order facts.
-pub async fn load(conn: &mut AsyncPgConnection, ids: &[i64]) -> AppResult<Vec<OrderEvent>> {
+/// Reads events with their order's number.
+pub async fn load(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+) -> AppResult<Vec<(EventRow, OrderNo)>> {
     Ok(order_events::table
         .inner_join(orders::table)
         .filter(order_events::id.eq_any(ids))
         .order(order_events::id)
-        .select((
-            EventRow::as_select(),
-            orders::order_no,
-            orders::user_id,
-            orders::kind,
-            orders::amount,
-            orders::channel,
-            orders::agent_id,
-        ))
+        .select((EventRow::as_select(), orders::order_no))
         .load(conn)
         .await?)
 }
 
-/// One instance's listener and fan-out.
-pub struct EventHub {
-    tx: broadcast::Sender<HubMessage>,
+/// The orders watched on this instance: each order's subscribers share one channel.
+pub struct Topics<S> {
+    by_order: Mutex<HashMap<OrderNo, broadcast::Sender<HubMessage<S>>>>,
+    /// Receivers events were handed to, in all.
+    handed: AtomicU64,
+}
+
+impl<S> Topics<S> {
+    fn new() -> Topics<S> {
+        Topics {
+            by_order: Mutex::new(HashMap::new()),
+            handed: AtomicU64::new(0),
+        }
+    }
+
+    /// The channel of each order in `order_nos` that someone watches.
+    fn senders_of<'a>(
+        &self,
+        order_nos: impl Iterator<Item = &'a OrderNo>,
+    ) -> HashMap<OrderNo, broadcast::Sender<HubMessage<S>>> {
+        let Ok(by_order) = self.by_order.lock() else {
+            return HashMap::new();
+        };
+        order_nos
+            .filter_map(|no| Some((no.clone(), by_order.get(no)?.clone())))
+            .collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_order.lock().map_or(true, |m| m.is_empty())
+    }
+
+    /// Tells every subscriber to re-read.
+    fn resync(&self) {
+        let senders: Vec<_> = match self.by_order.lock() {
+            Ok(by_order) => by_order.values().cloned().collect(),
+            Err(_) => return,
+        };
+        for tx in senders {
+            let _ = tx.send(HubMessage::Resync);
+        }
+    }
+}
+
+/// One subscriber's registration under its order: it receives that order's events (and
+/// resyncs) only. Dropping the last one of an order removes the order from the index.
+pub struct OrderWatch<S> {
+    rx: broadcast::Receiver<HubMessage<S>>,
+    order_no: OrderNo,
+    topics: Arc<Topics<S>>,
+}
+
+impl<S> OrderWatch<S> {
+    /// The next event of the watched order, a resync, or how many were missed (re-read).
+    pub async fn recv(&mut self) -> Result<HubMessage<S>, RecvError> {
+        self.rx.recv().await
+    }
+}
+
+impl<S> Drop for OrderWatch<S> {
+    fn drop(&mut self) {
+        let Ok(mut by_order) = self.topics.by_order.lock() else {
+            return;
+        };
+        // Subscribing takes the same lock, so the count cannot rise meanwhile; ours is the
+        // one left when it is 1.
+        if by_order
+            .get(&self.order_no)
+            .is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            by_order.remove(&self.order_no);
+        }
+    }
+}
+
+/// One instance's listener and fan-out; `S` is the order state handed with each event.
+pub struct EventHub<S> {
+    topics: Arc<Topics<S>>,
     sales: broadcast::Sender<SalesMessage>,
     sessions: broadcast::Sender<SessionSignal>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl EventHub {
-    /// Starts listening (on a connection of its own, outside the pool) and fanning out.
-    pub fn start(database_url: Secret, pool: Pool) -> EventHub {
-        let (tx, _) = broadcast::channel(BUFFER);
+impl<S: Send + Sync + 'static> EventHub<S> {
+    /// Starts listening (on a connection of its own, outside the pool) and fanning out;
+    /// `read_states` reads the watched orders' state once per batch of events.
+    pub fn start(database_url: Secret, pool: Pool, read_states: ReadStates<S>) -> EventHub<S> {
+        let topics = Arc::new(Topics::new());
         let (sales, _) = broadcast::channel(BUFFER);
         let (sessions, _) = broadcast::channel(BUFFER);
         let task = tokio::spawn(listen_forever(
             database_url,
             pool,
             Senders {
-                events: tx.clone(),
+                topics: topics.clone(),
+                read_states,
                 sales: sales.clone(),
                 sessions: sessions.clone(),
             },
         ));
         EventHub {
-            tx,
+            topics,
             sales,
             sessions,
             task,
         }
     }
 
-    /// A receiver of every event committed from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
-        self.tx.subscribe()
+    /// Registers a subscriber of one order: from now on it receives every committed event
+    /// of that order (with the order's state) and the resyncs. Call it before reading the
+    /// order, so no change falls between the read and the listening.
+    pub fn watch(&self, order_no: &OrderNo) -> OrderWatch<S> {
+        let rx = match self.topics.by_order.lock() {
+            Ok(mut by_order) => by_order
+                .entry(order_no.clone())
+                .or_insert_with(|| broadcast::channel(ORDER_BUFFER).0)
+                .subscribe(),
+            // Unreachable (nothing panics holding the lock); a closed channel ends the stream.
+            Err(_) => broadcast::channel(1).1,
+        };
+        OrderWatch {
+            rx,
+            order_no: order_no.clone(),
+            topics: self.topics.clone(),
+        }
+    }
+
+    /// How many orders have subscribers on this instance.
+    pub fn watched_orders(&self) -> usize {
+        self.topics.by_order.lock().map_or(0, |m| m.len())
+    }
+
+    /// How many subscribers' receivers order events were handed to since the start (an
+    /// event counts once per subscriber of its order, and never for anyone else).
+    pub fn handed_out(&self) -> u64 {
+        AtomicU64::load(&self.topics.handed, Ordering::Relaxed)
     }
 
     /// A receiver of every sale and agent move committed from now on.
@@ -288,25 +410,26 @@ impl EventHub {
         self.sessions.subscribe()
     }
 
-    /// Stops listening; subscribers see the stream end.
+    /// Stops listening.
     pub fn shutdown(&self) {
         self.task.abort();
     }
 }
 
-impl Drop for EventHub {
+impl<S> Drop for EventHub<S> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-struct Senders {
-    events: broadcast::Sender<HubMessage>,
+struct Senders<S> {
+    topics: Arc<Topics<S>>,
+    read_states: ReadStates<S>,
     sales: broadcast::Sender<SalesMessage>,
     sessions: broadcast::Sender<SessionSignal>,
 }
 
-async fn listen_forever(url: Secret, pool: Pool, tx: Senders) {
+async fn listen_forever<S: Send + Sync + 'static>(url: Secret, pool: Pool, tx: Senders<S>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match AsyncPgConnection::establish(url.expose()).await {
@@ -321,7 +444,7 @@ async fn listen_forever(url: Secret, pool: Pool, tx: Senders) {
                     Ok(_) => {
                         tracing::debug!("event listener listening");
                         // Subscribers that started before this point may have missed events.
-                        let _ = tx.events.send(HubMessage::Resync);
+                        tx.topics.resync();
                         let _ = tx.sales.send(SalesMessage::Resync);
                         let _ = tx.sessions.send(SessionSignal::Resync);
                         backoff = Duration::from_millis(100);
@@ -340,8 +463,11 @@ async fn listen_forever(url: Secret, pool: Pool, tx: Senders) {
 
 /// Forwards notifications until the connection ends or fails a probe. Notifications that
 /// arrive together are read with one query.
-async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, senders: &Senders) {
-    let tx = &senders.events;
+async fn pump<S: Send + Sync + 'static>(
+    conn: &mut AsyncPgConnection,
+    pool: &Pool,
+    senders: &Senders<S>,
+) {
     loop {
         // The stream buffers everything the connection received, so dropping it to probe
         // the connection loses nothing.
@@ -387,25 +513,61 @@ async fn pump(conn: &mut AsyncPgConnection, pool: &Pool, senders: &Senders) {
         }
         metrics::counter!("topup_events_received_total", "channel" => "orders")
             .increment(ids.len() as u64);
-        if ids.is_empty() || tx.receiver_count() == 0 {
+        if ids.is_empty() || senders.topics.is_empty() {
             continue;
         }
-        let loaded = match pool.get().await {
-            Ok(mut c) => load(&mut c, &ids).await,
-            Err(e) => Err(e.into()),
-        };
-        match loaded {
-            Ok(events) => {
-                for event in events {
-                    let receivers = tx.send(HubMessage::Event(Arc::new(event))).unwrap_or(0);
-                    metrics::counter!("topup_events_fanned_out_total", "channel" => "orders")
-                        .increment(receivers as u64);
-                }
-            }
-            Err(_) => {
-                // Could not read them: subscribers re-read their state instead.
-                let _ = tx.send(HubMessage::Resync);
-            }
+        if fan_out(pool, senders, &ids).await.is_err() {
+            // Could not read them: subscribers re-read their state instead.
+            senders.topics.resync();
         }
     }
+}
+
+/// Reads a batch of events, and the state of their orders that someone here watches (two
+/// statements, whatever the number of subscribers), and hands each event to its order's
+/// subscribers only.
+async fn fan_out<S: Send + Sync + 'static>(
+    pool: &Pool,
+    senders: &Senders<S>,
+    ids: &[i64],
+) -> AppResult<()> {
+    let mut conn = pool.get().await?;
+    let events = load(&mut conn, ids).await?;
+    let watched = senders
+        .topics
+        .senders_of(events.iter().map(|(_, order_no)| order_no));
+    if watched.is_empty() {
+        return Ok(());
+    }
+    let mut order_ids: Vec<i64> = events
+        .iter()
+        .filter(|(_, order_no)| watched.contains_key(order_no))
+        .map(|(event, _)| event.order_id)
+        .collect();
+    order_ids.sort_unstable();
+    order_ids.dedup();
+    let states = (senders.read_states)(&mut conn, &order_ids).await?;
+    drop(conn);
+    let states: HashMap<i64, Arc<S>> = states
+        .into_iter()
+        .map(|(id, state)| (id, Arc::new(state)))
+        .collect();
+    for (event, order_no) in events {
+        let (Some(tx), Some(state)) = (watched.get(&order_no), states.get(&event.order_id)) else {
+            continue;
+        };
+        let event = OrderEvent {
+            event,
+            order_no,
+            state: state.clone(),
+        };
+        let receivers = tx.send(HubMessage::Event(Arc::new(event))).unwrap_or(0);
+        senders
+            .topics
+            .handed
+            .fetch_add(receivers as u64, Ordering::Relaxed);
+        metrics::counter!("topup_events_fanned_out_total", "channel" => "orders")
+            .increment(receivers as u64);
+    }
+    Ok(())
 }

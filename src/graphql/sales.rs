@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject, Subscription};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::Stream;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::viewer;
 use super::connection::{PageArgs, connection};
@@ -16,7 +16,7 @@ use crate::agents::{self, Scope};
 use crate::db::Page;
 use crate::domain::{Channel, Money, OrderKind};
 use crate::error::AppError;
-use crate::sales::live::{LiveMessage, LiveSale};
+use crate::sales::live::{LiveMessage, SalesWatch, ScopedSale};
 use crate::sales::report::{self, Figures, GroupBy, Report, Row};
 use crate::state::AppState;
 
@@ -270,9 +270,15 @@ impl SalesSubscription {
     {
         let v = viewer(ctx)?;
         let app = state_arc(ctx)?.clone();
-        // Listen before deciding, so nothing committed after the answer is missed.
-        let rx = app.live_sales.subscribe();
+        // A move between deciding and registering would not reach this stream: note the
+        // moves before deciding and decide again if one came meanwhile.
+        let moves = app.live_sales.moves();
         let scope = scope_of(&app, &v, agent_id.as_ref()).await?;
+        let rx = app.live_sales.subscribe(scope);
+        if app.live_sales.moves() != moves && scope_of(&app, &v, agent_id.as_ref()).await? != scope
+        {
+            return Err(AppError::NotFound("agent").into());
+        }
         let left = v.expires_at + LEEWAY_SECS - Utc::now().timestamp();
         let watch = Watch {
             token_deadline: tokio::time::Instant::now()
@@ -300,7 +306,7 @@ impl SalesSubscription {
 struct Watch {
     app: Arc<AppState>,
     token_deadline: tokio::time::Instant,
-    rx: broadcast::Receiver<LiveMessage>,
+    rx: SalesWatch,
     viewer: Viewer,
     agent_id: Option<ID>,
     scope: Scope,
@@ -319,10 +325,8 @@ impl Watch {
                 return Some(Err(expired.into()));
             };
             match received {
-                Ok(LiveMessage::Sale(sale)) if sale.in_scope(self.scope) => {
-                    return Some(self.emit(&sale).await.map_err(Into::into));
-                }
-                Ok(LiveMessage::Sale(_)) => {}
+                // The scope's sales only, with its totals: nothing to read.
+                Ok(LiveMessage::Sale(sale)) => return Some(emit(&sale).map_err(Into::into)),
                 // Sales may have been missed while lagging; the scope may have changed.
                 Ok(LiveMessage::Moved) | Err(RecvError::Lagged(_)) => {
                     match scope_of(&self.app, &self.viewer, self.agent_id.as_ref()).await {
@@ -335,32 +339,33 @@ impl Watch {
             }
         }
     }
+}
 
-    async fn emit(&self, sale: &LiveSale) -> Result<LiveSaleEvent, AppError> {
-        let mut conn = self.app.pool.get().await?;
-        let today = report::today(&mut conn, self.scope, &self.app.config.sales.time_zone).await?;
-        Ok(LiveSaleEvent {
-            kind: if sale.refund.is_some() {
-                LiveSaleKind::Refund
-            } else {
-                LiveSaleKind::Payment
-            },
-            order_no: sale.order_no.to_string(),
-            order_kind: sale.kind,
-            channel: sale.channel,
-            order_amount: sale.order_amount,
-            refunded: sale.refund.map_or(Money::ZERO, |(_, amount)| amount),
-            at: sale.at,
-            customer: sale.masked_email.clone(),
-            agent_path: sale
-                .path
-                .iter()
-                .map(|(id, name)| LiveSaleAgent {
-                    id: ID(id.to_string()),
-                    name: name.clone(),
-                })
-                .collect(),
-            today: today.into(),
-        })
-    }
+fn emit(scoped: &ScopedSale) -> Result<LiveSaleEvent, AppError> {
+    let (sale, today) = (&scoped.sale, scoped.today);
+    let today =
+        today.ok_or_else(|| AppError::Unavailable("today's totals could not be read".into()))?;
+    Ok(LiveSaleEvent {
+        kind: if sale.refund.is_some() {
+            LiveSaleKind::Refund
+        } else {
+            LiveSaleKind::Payment
+        },
+        order_no: sale.order_no.to_string(),
+        order_kind: sale.kind,
+        channel: sale.channel,
+        order_amount: sale.order_amount,
+        refunded: sale.refund.map_or(Money::ZERO, |(_, amount)| amount),
+        at: sale.at,
+        customer: sale.masked_email.clone(),
+        agent_path: sale
+            .path
+            .iter()
+            .map(|(id, name)| LiveSaleAgent {
+                id: ID(id.to_string()),
+                name: name.clone(),
+            })
+            .collect(),
+        today: today.into(),
+    })
 }

@@ -2,14 +2,19 @@
 //! subscribers of this instance whose scope holds it.
 //!
 //! The instance's one LISTEN connection (the event hub) hands over sale notices and agent
-//! moves. [`LiveSales`] reads each sale ONCE (order, masked email, agent path with names)
-//! and broadcasts it; a subscriber resolved its scope against the closure once, when it
-//! subscribed, and keeps a sale whose agent path (as snapshotted when the order was created)
-//! contains its agent: an in-memory check, no query per sale per subscriber. A move makes
-//! each subscriber re-check its scope (see the transport), since the viewer may no longer
-//! see the node it watches.
+//! moves. A subscriber resolves its scope against the closure once, when it subscribes, and
+//! registers under it ([`LiveSales::subscribe`]: an index from scope to its subscribers'
+//! channel, an entry removed with its last subscriber). [`LiveSales`] reads each sale ONCE
+//! (order, masked email, agent path with names), looks up the scopes that hold it (everything,
+//! each agent on the order's path as snapshotted when it was created, its sales user: one
+//! lookup each, never a scan of the subscribers), reads each such scope's totals for today
+//! once, and hands the sale with them to that scope's subscribers only: no query per sale
+//! per subscriber. A move makes each subscriber re-check its scope (see the transport),
+//! since the viewer may no longer see the node it watches.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
@@ -22,9 +27,11 @@ use crate::db::Pool;
 use crate::domain::{Channel, Money, OrderKind, OrderNo};
 use crate::error::AppResult;
 use crate::events::{SaleNotice, SalesMessage};
+use crate::sales::report::{self, Figures};
 
-/// How many sales a slow subscriber may fall behind before it is told it missed some.
-const BUFFER: usize = 4096;
+/// How many sales a slow subscriber may fall behind before it is told it missed some (each
+/// scope watched holds this many slots).
+const BUFFER: usize = 256;
 
 /// A sale as live sales shows it: no customer secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,13 +65,117 @@ impl LiveSale {
     }
 }
 
+/// A sale as handed to the subscribers of one scope.
+#[derive(Debug)]
+pub struct ScopedSale {
+    pub sale: Arc<LiveSale>,
+    /// The scope's totals for today, this sale included (read once for the scope's
+    /// subscribers); `None` when they could not be read.
+    pub today: Option<Figures>,
+}
+
 /// What live-sales subscribers receive.
 #[derive(Debug, Clone)]
 pub enum LiveMessage {
-    /// A committed sale.
-    Sale(Arc<LiveSale>),
+    /// A committed sale in the subscriber's scope.
+    Sale(Arc<ScopedSale>),
     /// An agent moved: re-check the scope.
     Moved,
+}
+
+/// The index key of a scope: what a sale is looked up by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ScopeKey {
+    Everything,
+    Subtree(i64),
+    SalesUser(i64),
+}
+
+impl From<Scope> for ScopeKey {
+    fn from(scope: Scope) -> Self {
+        match scope {
+            Scope::Everything => ScopeKey::Everything,
+            Scope::Subtree(agent_id) => ScopeKey::Subtree(agent_id),
+            // A sales user's scope is its own customers wherever its node is.
+            Scope::SalesUser { user_id, .. } => ScopeKey::SalesUser(user_id),
+        }
+    }
+}
+
+impl LiveSale {
+    /// The keys of every scope that holds this sale.
+    fn scope_keys(&self) -> impl Iterator<Item = ScopeKey> + '_ {
+        std::iter::once(ScopeKey::Everything)
+            .chain(self.path.iter().map(|(id, _)| ScopeKey::Subtree(*id)))
+            .chain(self.sales_user_id.map(ScopeKey::SalesUser))
+    }
+}
+
+/// One scope's subscribers.
+struct Topic {
+    scope: Scope,
+    tx: broadcast::Sender<LiveMessage>,
+}
+
+/// The scopes watched on this instance, and how many times scopes were to be re-checked.
+#[derive(Default)]
+struct Topics(Mutex<HashMap<ScopeKey, Topic>>, AtomicU64);
+
+impl Topics {
+    fn is_empty(&self) -> bool {
+        self.0.lock().map_or(true, |m| m.is_empty())
+    }
+
+    /// The watched scopes that hold `sale`, with their channel.
+    fn holding(&self, sale: &LiveSale) -> Vec<(Scope, broadcast::Sender<LiveMessage>)> {
+        let Ok(topics) = self.0.lock() else {
+            return Vec::new();
+        };
+        let mut keys: Vec<ScopeKey> = sale.scope_keys().collect();
+        // An agent path never repeats an agent, but a lookup must not hand a sale twice.
+        keys.dedup();
+        keys.iter()
+            .filter_map(|key| topics.get(key))
+            .map(|t| (t.scope, t.tx.clone()))
+            .collect()
+    }
+
+    fn all(&self) -> Vec<broadcast::Sender<LiveMessage>> {
+        self.0
+            .lock()
+            .map(|m| m.values().map(|t| t.tx.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// One subscriber's registration under its scope. Dropping the last one of a scope removes
+/// the scope from the index.
+pub struct SalesWatch {
+    rx: broadcast::Receiver<LiveMessage>,
+    key: ScopeKey,
+    topics: Arc<Topics>,
+}
+
+impl SalesWatch {
+    /// The next sale of the scope, a move, or how many were missed.
+    pub async fn recv(&mut self) -> Result<LiveMessage, RecvError> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for SalesWatch {
+    fn drop(&mut self) {
+        let Ok(mut topics) = self.topics.0.lock() else {
+            return;
+        };
+        // Subscribing takes the same lock: ours is the last receiver when the count is 1.
+        if topics
+            .get(&self.key)
+            .is_some_and(|t| t.tx.receiver_count() <= 1)
+        {
+            topics.remove(&self.key);
+        }
+    }
 }
 
 /// `a***@example.com`: the first character of the local part, the domain.
@@ -143,27 +254,58 @@ pub async fn load(conn: &mut AsyncPgConnection, notice: SaleNotice) -> AppResult
 
 /// This instance's live-sales fan-out.
 pub struct LiveSales {
-    tx: broadcast::Sender<LiveMessage>,
+    topics: Arc<Topics>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl LiveSales {
     /// Starts reading the sales and moves the hub hands over (`hub`: from
-    /// `EventHub::subscribe_sales`).
-    pub fn start(pool: Pool, hub: broadcast::Receiver<SalesMessage>) -> LiveSales {
-        let (tx, _) = broadcast::channel(BUFFER);
-        let task = tokio::spawn(dispatch(pool, hub, tx.clone()));
-        LiveSales { tx, task }
+    /// `EventHub::subscribe_sales`); today's totals are days of `zone`.
+    pub fn start(pool: Pool, hub: broadcast::Receiver<SalesMessage>, zone: String) -> LiveSales {
+        let topics = Arc::new(Topics::default());
+        let task = tokio::spawn(dispatch(pool, hub, topics.clone(), zone));
+        LiveSales { topics, task }
     }
 
-    /// A receiver of every sale committed from now on (and of every move).
-    pub fn subscribe(&self) -> broadcast::Receiver<LiveMessage> {
-        self.tx.subscribe()
+    /// Registers a subscriber of `scope`: from now on it receives every sale committed in
+    /// the scope (with the scope's totals of today), and every move. Register before
+    /// deciding the scope is visible, so nothing committed after the answer is missed.
+    pub fn subscribe(&self, scope: Scope) -> SalesWatch {
+        let key = ScopeKey::from(scope);
+        let rx = match self.topics.0.lock() {
+            Ok(mut topics) => topics
+                .entry(key)
+                .or_insert_with(|| Topic {
+                    scope,
+                    tx: broadcast::channel(BUFFER).0,
+                })
+                .tx
+                .subscribe(),
+            // Unreachable (nothing panics holding the lock); a closed channel ends the stream.
+            Err(_) => broadcast::channel(1).1,
+        };
+        SalesWatch {
+            rx,
+            key,
+            topics: self.topics.clone(),
+        }
     }
 
     /// How many live-sales streams this instance serves now.
     pub fn subscribers(&self) -> usize {
-        self.tx.receiver_count()
+        self.topics.all().iter().map(|tx| tx.receiver_count()).sum()
+    }
+
+    /// How many moves (or missed ones) made scopes to be re-checked so far: a subscriber
+    /// that read it before deciding its scope and finds it changed once registered
+    /// decides again (the move's message may have gone out before it registered).
+    pub fn moves(&self) -> u64 {
+        AtomicU64::load(&self.topics.1, Ordering::Acquire)
+    }
+
+    /// How many scopes have subscribers on this instance.
+    pub fn watched_scopes(&self) -> usize {
+        self.topics.0.lock().map_or(0, |m| m.len())
     }
 
     /// Stops; subscribers see their streams end.
@@ -181,12 +323,13 @@ impl Drop for LiveSales {
 async fn dispatch(
     pool: Pool,
     mut hub: broadcast::Receiver<SalesMessage>,
-    tx: broadcast::Sender<LiveMessage>,
+    topics: Arc<Topics>,
+    zone: String,
 ) {
     loop {
         match hub.recv().await {
             Ok(SalesMessage::Sale(notice)) => {
-                if tx.receiver_count() == 0 {
+                if topics.is_empty() {
                     continue;
                 }
                 let loaded = match pool.get().await {
@@ -195,11 +338,9 @@ async fn dispatch(
                 };
                 match loaded {
                     Ok(Some(sale)) => {
-                        let receivers = tx.send(LiveMessage::Sale(Arc::new(sale))).unwrap_or(0);
                         metrics::counter!("topup_events_received_total", "channel" => "sales")
                             .increment(1);
-                        metrics::counter!("topup_events_fanned_out_total", "channel" => "sales")
-                            .increment(receivers as u64);
+                        hand_out(&pool, &topics, sale, &zone).await;
                     }
                     Ok(None) => {}
                     Err(e) => {
@@ -209,10 +350,40 @@ async fn dispatch(
             }
             // A move re-scopes; after a reconnect a move may have been missed, so re-check too.
             Ok(SalesMessage::TreeMoved(_) | SalesMessage::Resync) | Err(RecvError::Lagged(_)) => {
-                let _ = tx.send(LiveMessage::Moved);
+                topics.1.fetch_add(1, Ordering::AcqRel);
+                for tx in topics.all() {
+                    let _ = tx.send(LiveMessage::Moved);
+                }
             }
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// Hands a sale to the subscribers of each watched scope that holds it, with the scope's
+/// totals of today: one read per scope, the scopes read at once.
+async fn hand_out(pool: &Pool, topics: &Topics, sale: LiveSale, zone: &str) {
+    let holding = topics.holding(&sale);
+    if holding.is_empty() {
+        return;
+    }
+    let sale = Arc::new(sale);
+    let todays = futures_util::future::join_all(holding.iter().map(|(scope, _)| async move {
+        let mut conn = pool.get().await?;
+        report::today(&mut conn, *scope, zone).await
+    }))
+    .await;
+    for ((_, tx), today) in holding.into_iter().zip(todays) {
+        let today = today
+            .inspect_err(|e| tracing::warn!(error = ?e, "live sales: today's totals not read"))
+            .ok();
+        let scoped = ScopedSale {
+            sale: sale.clone(),
+            today,
+        };
+        let receivers = tx.send(LiveMessage::Sale(Arc::new(scoped))).unwrap_or(0);
+        metrics::counter!("topup_events_fanned_out_total", "channel" => "sales")
+            .increment(receivers as u64);
     }
 }
 

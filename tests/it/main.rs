@@ -14,6 +14,7 @@ mod bills;
 mod catalog;
 mod console;
 mod db_restart;
+mod fanout;
 mod gateway;
 mod instances;
 mod kill;

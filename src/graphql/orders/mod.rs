@@ -6,7 +6,7 @@ mod types;
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 
-pub use subscription::OrdersSubscription;
+pub use subscription::{OrdersSubscription, read_orders};
 pub use types::{OrderEventNode, OrderNode, OrderStatusUpdate, RechargePayload};
 
 use super::auth::viewer;

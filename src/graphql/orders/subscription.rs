@@ -1,18 +1,24 @@
 //! `orderStatus`: the order's current state, then every change, until a final payment state
 //! (or, following refunds, a final state) or the subscriber's token expires.
+//!
+//! A subscriber registers under its order in the event hub, which hands it only that
+//! order's events, each with the order as read once for all its subscribers: it reads the
+//! order itself only when it starts, after a resync, or when it fell behind.
 
 use std::sync::Arc;
 
 use async_graphql::{Context, Subscription};
 use chrono::Utc;
+use diesel_async::AsyncPgConnection;
 use futures_util::Stream;
-use tokio::sync::broadcast::{self, error::RecvError};
+use futures_util::future::BoxFuture;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::types::OrderStatusUpdate;
 use crate::accounts::tokens::LEEWAY_SECS;
 use crate::domain::{OrderNo, OrderStatus};
-use crate::error::AppError;
-use crate::events::{EventKind, HubMessage};
+use crate::error::{AppError, AppResult};
+use crate::events::{EventKind, HubMessage, OrderWatch};
 use crate::graphql::auth::viewer;
 use crate::graphql::state_arc;
 use crate::orders::{self, Order};
@@ -42,21 +48,45 @@ impl OrdersSubscription {
     {
         let v = viewer(ctx)?;
         let app = state_arc(ctx)?.clone();
+        // A number that cannot be one has no events to listen to; reading answers NOT_FOUND.
+        let watch = OrderNo::parse(&order_no)
+            .ok()
+            .map(|order_no| app.hub.watch(&order_no));
         // Listen before reading, so no change can fall between the read and the listening.
-        let rx = app.hub.subscribe();
         let order = {
             let mut conn = app.pool.get().await.map_err(AppError::from)?;
             orders::visible_order(&mut conn, &order_no, &v).await?
         };
-        Ok(status_stream(app, rx, order, v.expires_at, follow_refunds))
+        let Some(watch) = watch else {
+            return Err(AppError::NotFound("order").into());
+        };
+        Ok(status_stream(
+            app,
+            watch,
+            order,
+            v.expires_at,
+            follow_refunds,
+        ))
     }
+}
+
+/// What the event hub hands `orderStatus` subscribers with each event: the orders as they
+/// are now, read once for all of an order's subscribers.
+pub fn read_orders<'a>(
+    conn: &'a mut AsyncPgConnection,
+    ids: &'a [i64],
+) -> BoxFuture<'a, AppResult<Vec<(i64, Order)>>> {
+    Box::pin(async move {
+        let found = orders::find_by_ids(conn, ids).await?;
+        Ok(found.into_iter().map(|o| (o.id, o)).collect())
+    })
 }
 
 struct Follow {
     app: Arc<AppState>,
     // The stream ends when the subscriber's token does: it was checked only at the start.
     token_deadline: tokio::time::Instant,
-    rx: broadcast::Receiver<HubMessage>,
+    watch: OrderWatch<Order>,
     order_id: i64,
     order_no: OrderNo,
     first: Option<Order>,
@@ -67,7 +97,7 @@ struct Follow {
 
 fn status_stream(
     app: Arc<AppState>,
-    rx: broadcast::Receiver<HubMessage>,
+    watch: OrderWatch<Order>,
     order: Order,
     token_expires_at: i64,
     follow_refunds: bool,
@@ -77,7 +107,7 @@ fn status_stream(
         token_deadline: tokio::time::Instant::now()
             + std::time::Duration::from_secs(left.max(0).unsigned_abs()),
         app,
-        rx,
+        watch,
         order_id: order.id,
         order_no: order.order_no.clone(),
         first: Some(order),
@@ -93,28 +123,32 @@ fn status_stream(
             return Some((Ok(f.emit(order)), f));
         }
         loop {
-            let Ok(received) = tokio::time::timeout_at(f.token_deadline, f.rx.recv()).await else {
+            let Ok(received) = tokio::time::timeout_at(f.token_deadline, f.watch.recv()).await
+            else {
                 f.done = true;
                 let expired = AppError::Unauthenticated("access token expired");
                 return Some((Err(expired.into()), f));
             };
             // A refund step is news even when the status stays (a refund requested).
             let mut step = false;
-            let reread = match received {
+            let current = match received {
+                // The hub hands over this order's events only, with the order as it is now.
                 Ok(HubMessage::Event(e)) if e.event.order_id == f.order_id => {
                     step = f.follow_refunds && is_refund_step(e.event.kind);
-                    step || Some(e.event.status) != f.last
+                    if !step && Some(e.event.status) == f.last {
+                        continue;
+                    }
+                    Ok(Some(Order::clone(&e.state)))
                 }
-                Ok(HubMessage::Event(_)) => false,
-                Ok(HubMessage::Resync) | Err(RecvError::Lagged(_)) => true,
+                Ok(HubMessage::Event(_)) => continue,
+                // Events may have been missed: read the order.
+                Ok(HubMessage::Resync) | Err(RecvError::Lagged(_)) => {
+                    match f.app.pool.get().await {
+                        Ok(mut conn) => orders::find_by_no(&mut conn, &f.order_no).await,
+                        Err(e) => Err(e.into()),
+                    }
+                }
                 Err(RecvError::Closed) => return None,
-            };
-            if !reread {
-                continue;
-            }
-            let current = match f.app.pool.get().await {
-                Ok(mut conn) => orders::find_by_no(&mut conn, &f.order_no).await,
-                Err(e) => Err(e.into()),
             };
             match current {
                 Ok(Some(order)) if step || Some(order.status) != f.last => {
