@@ -89,10 +89,18 @@ impl Drop for Bouncer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(Self::stderr_file(&self.dir));
     }
 }
 
 impl Bouncer {
+    /// Where its standard error goes: beside its folder, which only its user may enter.
+    fn stderr_file(dir: &Path) -> PathBuf {
+        let mut name = dir.as_os_str().to_owned();
+        name.push(".err");
+        PathBuf::from(name)
+    }
+
     /// Starts PgBouncer on a free loopback port in front of the database of `url`, in
     /// transaction mode with [`SERVER_CONNECTIONS`] server connections.
     fn start(binary: &Path, url: &str, dir: PathBuf) -> Bouncer {
@@ -160,11 +168,7 @@ impl Bouncer {
             .current_dir("/")
             .stdout(Stdio::null())
             .stderr(Stdio::from(
-                std::fs::File::create(std::env::temp_dir().join(format!(
-                    "{}.err",
-                    dir.file_name().expect("name").to_string_lossy()
-                )))
-                .expect("stderr file"),
+                std::fs::File::create(Self::stderr_file(&dir)).expect("stderr file"),
             ));
         if let Some(owner) = &owner {
             use std::os::unix::process::CommandExt;
