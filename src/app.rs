@@ -211,11 +211,11 @@ impl Application {
             tracing::info!(migrations = ran, "database migrated");
         }
         let sql_statements = db::StatementCounter::default();
-        let pool = db::counted_pool(
+        let pool = runtime_pool(
+            &config,
             url.expose(),
             config.db_pool_size,
-            Duration::from_secs(10),
-            &sql_statements,
+            Some(&sql_statements),
         )?;
         {
             let mut conn = pool
@@ -229,11 +229,16 @@ impl Application {
                     problem,
                 })?;
         }
-        let notify_pool = db::pool(
-            url.expose(),
-            config.notify_pool_size,
-            Duration::from_secs(10),
-        )?;
+        let notify_pool = runtime_pool(&config, url.expose(), config.notify_pool_size, None)?;
+        let read_pool = match &config.read_database_url {
+            Some(read_url) => Some(runtime_pool(
+                &config,
+                read_url.expose(),
+                config.db_pool_size,
+                None,
+            )?),
+            None => None,
+        };
         let secret = {
             let mut conn = pool
                 .get()
@@ -269,7 +274,9 @@ impl Application {
         let (gateway, sandbox, gateway_kind) = gateway(&config, local_addr, &public_url)?;
 
         let limits = Limits::new(&config.limits);
-        let hub = EventHub::start(url.clone(), pool.clone(), graphql::orders::read_orders);
+        // LISTEN holds its session: it goes to PostgreSQL itself, never through a pooler.
+        let listen_url = config.listen_database_url.clone().unwrap_or(url.clone());
+        let hub = EventHub::start(listen_url, pool.clone(), graphql::orders::read_orders);
         let live_sales = LiveSales::start(
             pool.clone(),
             hub.subscribe_sales(),
@@ -299,6 +306,7 @@ impl Application {
             ws_seats: Default::default(),
             sql_statements,
             stopping: tokio::sync::watch::Sender::new(false),
+            read_pool,
         });
         crate::telemetry::install();
         let mut schema = graphql::builder().data(state.clone()).data(loader);
@@ -398,7 +406,7 @@ impl Application {
         });
         // The folder works on a connection of its own, so background folding never takes
         // a connection from requests (nor counts in their statements).
-        let folder_pool = db::pool(database.url().expose(), 1, Duration::from_secs(10))
+        let folder_pool = runtime_pool(&state.config, database.url().expose(), 1, None)
             .map_err(|e| std::io::Error::other(format!("sales folder pool: {e}")))?;
         let folder = Folder::start(
             folder_pool,
@@ -430,6 +438,23 @@ impl Application {
         database.shutdown().await;
         served
     }
+}
+
+/// A pool of the server's role at `url` (`DATABASE_URL`, or the read replica's): with
+/// `TOPUP_DB_PREPARED_STATEMENTS=false` its connections send unnamed statements only, as a
+/// pooler in transaction mode needs. `counter`, when given, counts every statement sent.
+pub fn runtime_pool(
+    config: &Config,
+    url: &str,
+    size: usize,
+    counter: Option<&db::StatementCounter>,
+) -> Result<db::Pool, DbError> {
+    let statements = if config.db_prepared_statements {
+        db::Statements::Prepared
+    } else {
+        db::Statements::Unnamed
+    };
+    db::pool_with(url, size, Duration::from_secs(10), statements, counter)
 }
 
 /// Hands the hub's session-end announcements to the session cache.

@@ -255,6 +255,16 @@ pub struct Config {
     pub sales: SalesSettings,
     pub limits: LimitSettings,
     pub ws: WsSettings,
+    /// `TOPUP_LISTEN_DATABASE_URL`: where the event hub's LISTEN connection goes; it must
+    /// reach PostgreSQL directly (a pooler in transaction mode drops LISTEN). Unset: the
+    /// `DATABASE_URL`.
+    pub listen_database_url: Option<Secret>,
+    /// `TOPUP_DB_PREPARED_STATEMENTS`: `false` sends every pooled statement unnamed in one
+    /// round trip, as PgBouncer in transaction mode needs.
+    pub db_prepared_statements: bool,
+    /// `TOPUP_READ_DATABASE_URL`: a streaming replica (or a pooler in front of replicas)
+    /// that sales reports read from. Unset: reports read the primary.
+    pub read_database_url: Option<Secret>,
 }
 
 /// Sales reports and their rollup.
@@ -387,6 +397,16 @@ impl Config {
                 )?),
                 connections_per_user: parse_or(&get, "TOPUP_WS_CONNECTIONS_PER_USER", 10)?,
             },
+            listen_database_url: secret("TOPUP_LISTEN_DATABASE_URL"),
+            db_prepared_statements: get("TOPUP_DB_PREPARED_STATEMENTS")
+                .map(|v| parse_bool(&v))
+                .transpose()
+                .map_err(|problem| ConfigError {
+                    name: "TOPUP_DB_PREPARED_STATEMENTS",
+                    problem,
+                })?
+                .unwrap_or(true),
+            read_database_url: secret("TOPUP_READ_DATABASE_URL"),
         })
     }
 }
@@ -728,6 +748,31 @@ mod tests {
         );
         let bad = config(&[("TOPUP_SANDBOX", "maybe")]).expect_err("not a boolean");
         assert_eq!(bad.name, "TOPUP_SANDBOX");
+    }
+
+    #[test]
+    fn scaling_out_settings_default_to_one_direct_database() {
+        let c = config(&[]).expect("defaults");
+        assert!(c.db_prepared_statements);
+        assert!(c.listen_database_url.is_none() && c.read_database_url.is_none());
+        let c = config(&[
+            ("TOPUP_DB_PREPARED_STATEMENTS", "false"),
+            (
+                "TOPUP_LISTEN_DATABASE_URL",
+                "postgres://u:listen-pw@primary/x",
+            ),
+            ("TOPUP_READ_DATABASE_URL", "postgres://u:read-pw@replica/x"),
+        ])
+        .expect("config");
+        assert!(!c.db_prepared_statements);
+        assert_eq!(
+            c.read_database_url.as_ref().map(Secret::expose),
+            Some("postgres://u:read-pw@replica/x")
+        );
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("-pw"), "{shown}");
+        let bad = config(&[("TOPUP_DB_PREPARED_STATEMENTS", "sometimes")]).expect_err("bool");
+        assert_eq!(bad.name, "TOPUP_DB_PREPARED_STATEMENTS");
     }
 
     #[test]

@@ -168,7 +168,7 @@ async fn run(command: Command) -> Result<(), String> {
             with_database(&config, async |database| {
                 database.migrate().await.map_err(|e| e.to_string())?;
                 let url = database.url();
-                let pool = db::pool(url.expose(), 2, std::time::Duration::from_secs(10))
+                let pool = topup::app::runtime_pool(&config, url.expose(), 2, None)
                     .map_err(|e| e.to_string())?;
                 let user = accounts::create_user(&pool, &email, &password, role, agent)
                     .await
@@ -198,8 +198,8 @@ async fn reconcile(once: bool, command: Option<ReconcileCommand>) -> Result<(), 
     with_database(&config, async |database| {
         database.migrate().await.map_err(|e| e.to_string())?;
         let url = database.url();
-        let pool = db::pool(url.expose(), 4, std::time::Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
+        let pool =
+            topup::app::runtime_pool(&config, url.expose(), 4, None).map_err(|e| e.to_string())?;
         match command {
             Some(ReconcileCommand::Bills { date }) => bills(&pool, &gateway, date).await,
             None => {

@@ -82,4 +82,7 @@ pub struct AppState {
     /// Set when the server begins to stop: open WebSocket connections complete their
     /// operations and close.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Connections to the read replica (`TOPUP_READ_DATABASE_URL`) for reads that tolerate
+    /// its lag (sales reports); `None` when reports read the primary.
+    pub read_pool: Option<Pool>,
 }

@@ -233,14 +233,74 @@ impl Cluster {
         check(&out, "pg_ctl restart")
     }
 
+    /// Starts a streaming replica of this cluster in `dir` (on a free port of its own), or
+    /// joins the one already running there: `pg_basebackup -R` copies the cluster and
+    /// writes the standby settings (its `primary_conninfo` logs in as this superuser), and
+    /// the copy then follows every change of this one, read-only. The replica's superuser
+    /// and password are this cluster's.
+    pub async fn start_replica(&self, dir: &Path) -> Result<Cluster, EmbeddedError> {
+        let dir = absolute(dir)?;
+        prepare_dir(&dir, self.owner)?;
+        let mut replica = Cluster {
+            dir,
+            bin: self.bin.clone(),
+            port: 0,
+            owner: self.owner,
+            started_here: false,
+            relocated: false,
+            password: self.password.clone(),
+        };
+        if let Some(password) = &self.password {
+            write_private(&password_file(&replica.dir), password)?;
+        }
+        if !replica.dir.join("PG_VERSION").exists() {
+            let mut source = format!("host=127.0.0.1 port={} user=postgres", self.port);
+            if let Some(password) = &self.password {
+                source.push_str(&format!(" password={password}"));
+            }
+            let out = self
+                .command("pg_basebackup")
+                .arg("-D")
+                .arg(&replica.dir)
+                .args(["-R", "-X", "stream", "-c", "fast", "--no-sync", "-d"])
+                .arg(source)
+                .output()
+                .await
+                .map_err(|e| io("run pg_basebackup", e))?;
+            check(&out, "pg_basebackup")?;
+            // The copy carries the primary's log; the replica writes its own.
+            let _ = std::fs::remove_file(replica.dir.join("server.log"));
+        }
+        if let Some(port) = replica.running_port() {
+            replica.port = port;
+            return Ok(replica);
+        }
+        replica.launch().await?;
+        Ok(replica)
+    }
+
     fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(self.bin.join(program));
+        let mut cmd = Command::new(self.program(program));
         // PostgreSQL programs complain when they cannot read the current folder.
         cmd.current_dir("/").kill_on_drop(false);
         if let Some((uid, gid)) = self.owner {
             cmd.uid(uid.as_raw()).gid(gid.as_raw());
         }
         cmd
+    }
+
+    /// A PostgreSQL program: in the folder `initdb` and `pg_ctl` were found in, else beside
+    /// the real `pg_ctl` (a folder on PATH may link only a few of them).
+    fn program(&self, program: &str) -> PathBuf {
+        let here = self.bin.join(program);
+        if here.is_file() {
+            return here;
+        }
+        std::fs::canonicalize(self.bin.join("pg_ctl"))
+            .ok()
+            .and_then(|pg_ctl| pg_ctl.parent().map(|dir| dir.join(program)))
+            .filter(|beside| beside.is_file())
+            .unwrap_or(here)
     }
 
     async fn init(&self, ephemeral: bool, password: &str) -> Result<(), EmbeddedError> {

@@ -90,6 +90,51 @@ pub fn counted_pool(
     build_pool(url, size, wait, manager_config)
 }
 
+/// How a pool's connections send their statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statements {
+    /// Named prepared statements, cached per connection (the default: a statement is parsed
+    /// once per connection).
+    Prepared,
+    /// Every statement unnamed, parsed, bound and executed in one round trip
+    /// (`TOPUP_DB_PREPARED_STATEMENTS=false`): nothing outlives a transaction, so a pooler in
+    /// transaction mode (PgBouncer) may hand each transaction to another server connection.
+    Unnamed,
+}
+
+/// [`pool`] (or [`counted_pool`] when `counter` is given) whose connections send their
+/// statements as `statements` says.
+pub fn pool_with(
+    url: &str,
+    size: usize,
+    wait: Duration,
+    statements: Statements,
+    counter: Option<&StatementCounter>,
+) -> Result<Pool, DbError> {
+    if statements == Statements::Prepared {
+        return match counter {
+            Some(counter) => counted_pool(url, size, wait, counter),
+            None => pool(url, size, wait),
+        };
+    }
+    let mut manager_config = ManagerConfig::default();
+    let count = counter.map(|c| c.0.clone());
+    manager_config.custom_setup = Box::new(move |url| {
+        let count = count.clone();
+        Box::pin(async move {
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            // No statement cache: diesel-async (patched, see Cargo.toml) then sends every
+            // statement unnamed in one Parse/Bind/Describe/Execute/Sync.
+            conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+            if let Some(count) = count {
+                conn.set_instrumentation(Counting(count));
+            }
+            Ok(conn)
+        })
+    });
+    build_pool(url, size, wait, manager_config)
+}
+
 fn build_pool(
     url: &str,
     size: usize,

@@ -188,6 +188,13 @@ pub fn report_sql(by: GroupBy) -> String {
     )
 }
 
+/// What [`report_sql`] binds as `$1` to `$3` for a report of `scope` grouped `by`: the
+/// rollup scope, its id and the dimension (for running the statement by itself).
+pub fn report_keys(scope: Scope, by: GroupBy) -> (&'static str, i64, &'static str) {
+    let (scope, scope_id) = rollup_scope(scope);
+    (scope, scope_id, grouping(by).0)
+}
+
 /// The report of `scope` (already authorized: see [`crate::agents::report_scope`]) from
 /// `from` to `to` (both included, days in `zone`), grouped `by`.
 pub async fn report(
@@ -199,8 +206,7 @@ pub async fn report(
     zone: &str,
 ) -> AppResult<Report> {
     check_period(from, to)?;
-    let (scope, scope_id) = rollup_scope(scope);
-    let (dim, _, _) = grouping(by);
+    let (scope, scope_id, dim) = report_keys(scope, by);
     let grouped: Vec<Grouped> = diesel::sql_query(report_sql(by))
         .bind::<Text, _>(scope)
         .bind::<BigInt, _>(scope_id)
