@@ -21,6 +21,7 @@ mod ledger;
 mod logs;
 mod metrics;
 mod offline;
+mod reads;
 mod recharge;
 mod reconcile;
 mod refunds;
