@@ -54,7 +54,7 @@ impl TopupLoader {
 
     async fn conn(&self) -> Result<DbConn<'_>, AppError> {
         match &self.source {
-            Source::Pool(pool) => Ok(DbConn::Own(pool.get().await?)),
+            Source::Pool(pool) => Ok(DbConn::Own(Box::new(pool.get().await?))),
             Source::Request(conn) => conn.get().await,
         }
     }

@@ -131,7 +131,7 @@ pub(crate) fn loader<'a>(
 pub(crate) async fn conn<'a>(ctx: &Context<'a>) -> Result<DbConn<'a>, AppError> {
     match ctx.data_opt::<Arc<RequestConn>>() {
         Some(shared) => shared.get().await,
-        None => Ok(DbConn::Own(state(ctx)?.pool.get().await?)),
+        None => Ok(DbConn::Own(Box::new(state(ctx)?.pool.get().await?))),
     }
 }
 
@@ -187,8 +187,8 @@ impl RequestConn {
 pub enum DbConn<'a> {
     /// The request's connection, lent until this guard drops.
     Shared(tokio::sync::MappedMutexGuard<'a, PooledConn>),
-    /// A pooled connection of its own.
-    Own(PooledConn),
+    /// A pooled connection of its own (boxed: a connection is large, a guard small).
+    Own(Box<PooledConn>),
 }
 
 impl std::ops::Deref for DbConn<'_> {

@@ -1,5 +1,5 @@
-//! What a read costs the database: a request checks out one connection, sends no pool
-//! check, and sends as many statements for one order as for twenty.
+//! What a read costs the database: a request checks out one connection (so at most one
+//! pool check), and sends as many statements for one order as for twenty.
 
 use serde_json::{Value, json};
 
@@ -42,7 +42,7 @@ async fn add_paid_orders(app: &TestApp, user_id: &str, n: usize, tag: &str) {
 }
 
 #[tokio::test]
-async fn the_account_page_costs_two_statements_for_one_order_or_twenty_and_no_pool_check() {
+async fn the_account_page_costs_two_statements_for_one_order_or_twenty_and_one_checkout() {
     let app = TestApp::spawn().await;
     let s = app.register("reads-1@example.com").await;
     add_paid_orders(&app, &s.user_id, 1, "A").await;
@@ -74,12 +74,22 @@ async fn the_account_page_costs_two_statements_for_one_order_or_twenty_and_no_po
         twenty.len(),
         "one order: {one:#?}\ntwenty: {twenty:#?}"
     );
-    // `me` with its balance in one query, then the page of orders.
-    assert_eq!(one.len(), 2, "{one:#?}");
-    for sql in one.iter().chain(&twenty) {
+    let is_pool_check = |sql: &String| {
         let text = sql.split(" -- binds").next().unwrap_or(sql).trim();
-        assert_ne!(text, "SELECT $1", "a pool check was sent: {sql}");
-        assert_ne!(text, "SELECT 1", "a pool check was sent: {sql}");
+        text == "SELECT $1" || text == "SELECT 1"
+    };
+    for sent in [&one, &twenty] {
+        // One checkout per request, so at most one pool check.
+        assert!(
+            sent.iter().filter(|s| is_pool_check(s)).count() <= 1,
+            "{sent:#?}"
+        );
+        // `me` with its balance in one query, then the page of orders.
+        assert_eq!(
+            sent.iter().filter(|s| !is_pool_check(s)).count(),
+            2,
+            "{sent:#?}"
+        );
     }
 }
 
