@@ -111,7 +111,9 @@ pub async fn post(
                 .data(auth)
                 .data(ip)
                 .data(crate::graphql::PasswordWork::default())
-                .data(crate::graphql::request_loader(conn.clone()))
+                // Loader batches still check out their own connections (the schema's
+                // loader): run on the request's connection they split a page's batches
+                // (tests/it/catalog.rs, a page of 50 orders); see `request_loader`.
                 .data(conn),
         )
         .await;
