@@ -16,6 +16,13 @@
 //! `BENCH_CONCURRENCY` (default 32) requests in flight, and each phase stops after
 //! `BENCH_SECONDS` (default 60).
 //!
+//! The baseline, run on the same database before and after the phases: pgbench
+//! (`BENCH_CONCURRENCY` clients, `BENCH_PGBENCH_SECONDS`, default 10) running the least SQL
+//! an exactly-once double-entry credit needs, on scratch tables the benchmark creates: one
+//! statement that moves a pending order to PAID (compare-and-set), credits its wallet,
+//! writes the entry, two postings and an event, and NOTIFYs. Every rate is also printed as
+//! a ratio to it.
+//!
 //! Run: `cargo bench --bench notify_load`
 #![expect(
     clippy::expect_used,
@@ -23,25 +30,19 @@
     reason = "a benchmark stops loudly on a broken setup and prints its report"
 )]
 
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures_util::StreamExt;
+use support::{BenchDb, env_or, load_average, pgbench, report, run_phase};
 use topup::app::{Application, GatewayKind};
 use topup::config::{Config, Secret};
-use topup::db::embedded::{Cluster, ClusterOptions};
 use topup::domain::{Money, OrderNo};
 use topup::gateway::swiftpass::Params;
 use topup::gateway::swiftpass::sign::md5_sign;
 use topup::gateway::swiftpass::xml::to_xml;
 use topup::payments::{PaymentResult, PaymentSource, apply_payment};
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() {
@@ -49,33 +50,9 @@ async fn main() {
     let concurrency = env_or("BENCH_CONCURRENCY", 32);
     let cap = Duration::from_secs(env_or("BENCH_SECONDS", 60) as u64);
 
-    let (admin_url, url_of, cluster) = match std::env::var("BENCH_DATABASE_URL") {
-        Ok(url) => {
-            let mut u = url::Url::parse(&url).expect("BENCH_DATABASE_URL");
-            u.set_path("/DB");
-            let pattern = u.to_string();
-            (url, pattern, None)
-        }
-        Err(_) => {
-            let dir = std::env::temp_dir().join(format!("topup-bench-pg-{}", std::process::id()));
-            let cluster = Cluster::start(&ClusterOptions {
-                dir,
-                ephemeral: false,
-            })
-            .await
-            .expect("private cluster");
-            (cluster.url("postgres"), cluster.url("DB"), Some(cluster))
-        }
-    };
-    let db = format!("topup_bench_{}", std::process::id());
-    let mut admin = AsyncPgConnection::establish(&admin_url)
-        .await
-        .expect("connect");
-    diesel::sql_query(format!("CREATE DATABASE {db}"))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let url = url_of.replace("/DB", &format!("/{db}"));
+    let pgbench_seconds = env_or("BENCH_PGBENCH_SECONDS", 10);
+    let db = BenchDb::create("topup_bench").await;
+    let url = db.url.clone();
 
     let mut config = Config::from_lookup(|_| None).expect("config");
     config.database_url = Some(Secret::new(url.clone()));
@@ -101,6 +78,7 @@ async fn main() {
     }));
 
     let mut conn = AsyncPgConnection::establish(&url).await.expect("connect");
+    seed_baseline(&mut conn, 2 * 4000 * pgbench_seconds).await;
     let http_orders = seed(&mut conn, "H", orders).await;
     let direct_orders = seed(&mut conn, "D", orders).await;
     let checkout_orders = seed_checkouts(&mut conn, "P", orders).await;
@@ -135,6 +113,11 @@ async fn main() {
             (answer == "success").then_some(())
         }
     };
+    let baseline_before = pgbench(&url, MINIMAL_CREDIT, concurrency, pgbench_seconds);
+    println!(
+        "{:<40} {baseline_before:>7.0}/s (pgbench, before)",
+        "minimal exactly-once credit"
+    );
     let first = run_phase(&bodies, concurrency, cap, post_notify).await;
     report("notify, first delivery (applies)", &first);
     let again = run_phase(&bodies, concurrency, cap, post_notify).await;
@@ -185,19 +168,92 @@ async fn main() {
     .await;
     report("apply_payment, direct, checkouts", &bought);
 
+    let baseline_after = pgbench(&url, MINIMAL_CREDIT, concurrency, pgbench_seconds);
+    println!(
+        "{:<40} {baseline_after:>7.0}/s (pgbench, after)",
+        "minimal exactly-once credit"
+    );
+    let baseline = (baseline_before + baseline_after) / 2.0;
+    println!(
+        "ratios (load average {}): first delivery {:.2}x the minimal credit, duplicates {:.2}x first deliveries, \
+         reconciler apply {:.2}x the minimal credit, checkouts {:.2}x",
+        load_average(),
+        first.rate() / baseline,
+        again.rate() / first.rate(),
+        direct.rate() / baseline,
+        bought.rate() / baseline,
+    );
+    check_baseline(&mut conn).await;
+
     verify(&mut conn, first.done + direct.done, bought.done).await;
 
     let _ = stop_tx.send(());
     let _ = server.await;
     drop(conn);
     drop(state);
-    let _ = diesel::sql_query(format!("DROP DATABASE {db} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
-    if let Some(cluster) = cluster {
-        let _ = cluster.stop().await;
-        let _ = std::fs::remove_dir_all(cluster.dir());
+    db.drop_all().await;
+}
+
+/// The baseline's scratch tables: orders, wallets, entries, postings, events, each with
+/// what the real ones guard (a unique cause, a wallet that cannot go below zero).
+async fn seed_baseline(conn: &mut AsyncPgConnection, n: usize) {
+    use diesel_async::SimpleAsyncConnection;
+    conn.batch_execute(&format!(
+        "CREATE TABLE bench_orders (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL,
+             status TEXT NOT NULL, amount BIGINT NOT NULL, paid_at TIMESTAMPTZ);
+         CREATE TABLE bench_wallets (user_id BIGINT PRIMARY KEY,
+             balance BIGINT NOT NULL CHECK (balance >= 0));
+         CREATE TABLE bench_entries (id BIGSERIAL PRIMARY KEY, cause TEXT NOT NULL UNIQUE,
+             order_id BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         CREATE TABLE bench_postings (id BIGSERIAL PRIMARY KEY,
+             entry_id BIGINT NOT NULL REFERENCES bench_entries (id), account TEXT NOT NULL,
+             amount BIGINT NOT NULL, balance_after BIGINT);
+         CREATE TABLE bench_events (id BIGSERIAL PRIMARY KEY, order_id BIGINT NOT NULL,
+             kind TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         CREATE SEQUENCE bench_order_seq;
+         INSERT INTO bench_orders SELECT g, g, 'PENDING', 100 + g % 1000 FROM generate_series(1, {n}) g;
+         INSERT INTO bench_wallets SELECT g, 0 FROM generate_series(1, {n}) g;
+         ANALYZE;"
+    ))
+    .await
+    .expect("seed the baseline");
+}
+
+/// One statement: the next pending order PAID (compare-and-set), its wallet credited, the
+/// entry, its two postings and the event written, the event NOTIFYed.
+const MINIMAL_CREDIT: &str = "WITH n AS (SELECT nextval('bench_order_seq') AS id), \
+o AS (UPDATE bench_orders b SET status = 'PAID', paid_at = now() FROM n WHERE b.id = n.id AND b.status = 'PENDING' RETURNING b.id, b.user_id, b.amount), \
+w AS (UPDATE bench_wallets w SET balance = w.balance + o.amount FROM o WHERE w.user_id = o.user_id RETURNING w.balance), \
+e AS (INSERT INTO bench_entries (cause, order_id) SELECT 'order:' || o.id, o.id FROM o RETURNING id), \
+p AS (INSERT INTO bench_postings (entry_id, account, amount, balance_after) SELECT e.id, 'wallet', o.amount, w.balance FROM e, o, w UNION ALL SELECT e.id, 'clearing', -o.amount, NULL FROM e, o), \
+ev AS (INSERT INTO bench_events (order_id, kind) SELECT o.id, 'PAID' FROM o RETURNING id) \
+SELECT pg_notify('bench_events', ev.id::text) FROM ev;
+";
+
+/// Every baseline transaction credited an order: none ran past the seeded ones.
+async fn check_baseline(conn: &mut AsyncPgConnection) {
+    #[derive(diesel::QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        paid: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        entries: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        taken: i64,
     }
+    let c: Check = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM bench_orders WHERE status = 'PAID') AS paid,
+                (SELECT count(*) FROM bench_entries) AS entries,
+                (SELECT last_value FROM bench_order_seq) AS taken",
+    )
+    .get_result(conn)
+    .await
+    .expect("check the baseline");
+    assert_eq!(c.paid, c.entries, "one entry per credited order");
+    assert_eq!(
+        c.paid, c.taken,
+        "every baseline transaction credited a pending order"
+    );
 }
 
 /// Creates `n` customers, each with a wallet and one pending recharge; returns the orders
@@ -300,62 +356,6 @@ fn notify_body(mch_id: &str, key: &str, order_no: &str, amount: i64, trade_type:
     let sign = md5_sign(&p, key);
     p.insert("sign".into(), sign);
     to_xml(&p)
-}
-
-struct Phase {
-    done: usize,
-    failed: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-async fn run_phase<T, F, Fut>(items: &[T], concurrency: usize, cap: Duration, op: F) -> Phase
-where
-    T: Clone,
-    F: Fn(T) -> Fut,
-    Fut: std::future::Future<Output = Option<()>>,
-{
-    let started = Instant::now();
-    let deadline = started + cap;
-    let results: Vec<Option<Duration>> = futures_util::stream::iter(items.iter().cloned())
-        .take_while(|_| futures_util::future::ready(Instant::now() < deadline))
-        .map(|item| {
-            let fut = op(item);
-            async move {
-                let t = Instant::now();
-                fut.await.map(|()| t.elapsed())
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let elapsed = started.elapsed();
-    let mut latencies: Vec<Duration> = results.iter().flatten().copied().collect();
-    latencies.sort();
-    Phase {
-        done: latencies.len(),
-        failed: results.len() - latencies.len(),
-        elapsed,
-        latencies,
-    }
-}
-
-fn report(name: &str, p: &Phase) {
-    let pct = |q: f64| {
-        p.latencies
-            .get(((p.latencies.len() as f64 - 1.0) * q).round() as usize)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    println!(
-        "{name:<36} {:>6} ok {:>3} failed in {:>6.2} s = {:>7.0}/s   p50 {:>6.1} ms  p95 {:>6.1} ms  p99 {:>6.1} ms",
-        p.done,
-        p.failed,
-        p.elapsed.as_secs_f64(),
-        p.done as f64 / p.elapsed.as_secs_f64(),
-        pct(0.50),
-        pct(0.95),
-        pct(0.99),
-    );
 }
 
 /// Every applied order is PAID with exactly one entry; the wallets hold exactly the paid

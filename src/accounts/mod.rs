@@ -379,6 +379,21 @@ pub async fn get_user(conn: &mut AsyncPgConnection, id: i64) -> AppResult<User> 
         .ok_or(AppError::NotFound("user"))
 }
 
+/// A user and their wallet's balance (`None` without a wallet), in one query: what `me`
+/// shows first.
+pub async fn get_user_with_balance(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+) -> AppResult<(User, Option<crate::domain::Money>)> {
+    users::table
+        .find(id)
+        .select((User::as_select(), ledger::wallet_balance_of_user()))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound("user"))
+}
+
 async fn insert_user(
     conn: &mut AsyncPgConnection,
     email: &Email,

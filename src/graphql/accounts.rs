@@ -24,6 +24,9 @@ pub struct UserNode {
     // Set when the node comes with credentials just issued to this user (sign-up, login):
     // the request carries no token yet, but the caller has proven who they are.
     is_holder: bool,
+    // The wallet's balance when it was read with the user (`me`); otherwise the loader
+    // reads it.
+    balance: Option<Money>,
 }
 
 impl UserNode {
@@ -32,6 +35,7 @@ impl UserNode {
         UserNode {
             user,
             is_holder: false,
+            balance: None,
         }
     }
 }
@@ -88,6 +92,9 @@ impl UserNode {
     /// Spendable balance in fen, from the ledger. Visible to the user and to admins.
     async fn balance(&self, ctx: &Context<'_>) -> async_graphql::Result<Money> {
         self.check_private(ctx)?;
+        if let Some(balance) = self.balance {
+            return Ok(balance);
+        }
         let loader = super::loader(ctx)?;
         Ok(loader
             .load_one(WalletBalanceOf(self.user.id))
@@ -190,6 +197,7 @@ impl From<AuthGrant> for AuthPayload {
             user: UserNode {
                 user: g.user,
                 is_holder: true,
+                balance: None,
             },
         }
     }
@@ -234,9 +242,13 @@ impl AccountsQuery {
     /// The signed-in user.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<UserNode> {
         let v = viewer(ctx)?;
-        Ok(UserNode::new(
-            accounts::get_user(&mut *conn(ctx).await?, v.user_id).await?,
-        ))
+        // The balance comes with the user: most views of `me` show it.
+        let (user, balance) =
+            accounts::get_user_with_balance(&mut *conn(ctx).await?, v.user_id).await?;
+        Ok(UserNode {
+            balance,
+            ..UserNode::new(user)
+        })
     }
 
     /// Any user, by id. Admins only.
@@ -271,7 +283,7 @@ impl AccountsMutation {
         s.limits
             .register(super::client_ip(ctx).unwrap_or("unknown"))?;
         let grant = accounts::register(
-            &s.pool,
+            super::pool(ctx).await?,
             &s.jwt,
             Registration {
                 email: input.email,
@@ -293,11 +305,14 @@ impl AccountsMutation {
         super::one_password_check(ctx)?;
         s.limits
             .login(super::client_ip(ctx).unwrap_or("unknown"), &input.email)?;
-        Ok(
-            accounts::login(&s.pool, &s.jwt, &input.email, &input.password)
-                .await?
-                .into(),
+        Ok(accounts::login(
+            super::pool(ctx).await?,
+            &s.jwt,
+            &input.email,
+            &input.password,
         )
+        .await?
+        .into())
     }
 
     /// Trades a refresh token for a new access token and refresh token. The old refresh token
@@ -325,7 +340,7 @@ impl AccountsMutation {
         let s = state(ctx)?;
         super::one_password_check(ctx)?;
         Ok(accounts::change_password(
-            &s.pool,
+            super::pool(ctx).await?,
             &s.jwt,
             v.user_id,
             &input.current_password,

@@ -423,7 +423,7 @@ impl AdminMutation {
         let v = viewer(ctx)?;
         let s = state(ctx)?;
         let refund = refund::request(
-            &s.pool,
+            super::pool(ctx).await?,
             &s.cashier.gateway,
             s.config.reconcile.delay(0),
             RefundRequest {

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 
 use super::accounts::UserNode;
 use super::auth::{RoleGuard, viewer};
+use super::conn;
 use super::connection::{PageArgs, connection};
 use super::loaders::{AgentDepthOf, CommissionBalanceOf, DescendantCountOf};
 use super::users::UserConnection;
-use super::{conn, state};
 use crate::accounts::Role;
 use crate::agents::commission::{self, CommissionPosting};
 use crate::agents::invites::{self, InviteCode};
@@ -363,7 +363,7 @@ impl AgentsMutation {
     ) -> async_graphql::Result<UserNode> {
         let v = viewer(ctx)?;
         let user = tree::create_sales_user(
-            &state(ctx)?.pool,
+            super::pool(ctx).await?,
             &v,
             agent_id(&input.agent_id)?,
             &input.email,
@@ -382,7 +382,7 @@ impl AgentsMutation {
     ) -> async_graphql::Result<UserNode> {
         let v = viewer(ctx)?;
         let user = tree::create_agent_user(
-            &state(ctx)?.pool,
+            super::pool(ctx).await?,
             &v,
             agent_id(&input.agent_id)?,
             &input.email,

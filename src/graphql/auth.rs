@@ -3,6 +3,7 @@
 
 use async_graphql::{Context, Guard};
 
+use super::RequestConn;
 use crate::accounts::Role;
 use crate::accounts::session_check::SessionCache;
 use crate::accounts::tokens::{JwtKeys, TokenProblem, Viewer};
@@ -53,11 +54,36 @@ impl Auth {
                     .await?
             }
         };
-        Ok(if open {
+        Ok(self.open_or_ended(open))
+    }
+
+    /// [`checked`](Self::checked) on an HTTP request's connection (when the cache does not
+    /// know the session, the check is the request's first use of it).
+    pub async fn checked_on(
+        self,
+        sessions: &SessionCache,
+        conn: &RequestConn,
+    ) -> Result<Auth, AppError> {
+        let Auth::Viewer(v) = self else {
+            return Ok(self);
+        };
+        let open = match sessions.known(v.session_id) {
+            Some(open) => open,
+            None => {
+                sessions
+                    .is_open(&mut *conn.get().await?, v.session_id)
+                    .await?
+            }
+        };
+        Ok(self.open_or_ended(open))
+    }
+
+    fn open_or_ended(self, open: bool) -> Auth {
+        if open {
             self
         } else {
             Auth::Refused(TokenProblem::Ended)
-        })
+        }
     }
 
     /// The authenticated caller, or why there is none.

@@ -396,7 +396,7 @@ impl CatalogMutation {
         // without a transport.
         let client_ip = super::client_ip(ctx).unwrap_or("127.0.0.1").to_owned();
         let done = recharge::checkout(
-            &s.pool,
+            super::pool(ctx).await?,
             &s.cashier,
             CheckoutRequest {
                 user_id: v.user_id,

@@ -2,14 +2,17 @@
 //! posting's order, a user's balance and entitlements, an agent's depth, descendant count and
 //! commission balance): one query per batch instead of one
 //! per item, so a page of N items costs the same number of statements whatever N is.
-//! Loaders batch only and do not cache, so one instance serves every request and long-lived
-//! WebSocket connections never see stale data. Loaders do not authorize: the field that
-//! uses one decides what the viewer may see.
+//! Loaders batch only and do not cache, so long-lived WebSocket connections (served by one
+//! loader over the pool) never see stale data. Over HTTP each request has a loader of its
+//! own whose batches run on the request's one connection. Loaders do not authorize: the
+//! field that uses one decides what the viewer may see.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::dataloader::Loader;
 
+use super::{DbConn, RequestConn};
 use crate::accounts::{self, User};
 use crate::agents::{commission, tree};
 use crate::catalog::{self, Entitlement, Product};
@@ -23,13 +26,37 @@ use crate::payments::refund::{self, Refund};
 
 /// The loader behind every key type below.
 pub struct TopupLoader {
-    pool: Pool,
+    source: Source,
+}
+
+/// Where a loader's batches get their connection.
+enum Source {
+    /// A pooled connection per batch (WebSocket operations, which must not hold one).
+    Pool(Pool),
+    /// The HTTP request's one connection.
+    Request(Arc<RequestConn>),
 }
 
 impl TopupLoader {
-    /// A loader over the pool.
+    /// A loader over the pool: each batch checks a connection out.
     pub fn new(pool: Pool) -> Self {
-        TopupLoader { pool }
+        TopupLoader {
+            source: Source::Pool(pool),
+        }
+    }
+
+    /// A loader of one HTTP request: its batches run on the request's connection.
+    pub fn on_request(conn: Arc<RequestConn>) -> Self {
+        TopupLoader {
+            source: Source::Request(conn),
+        }
+    }
+
+    async fn conn(&self) -> Result<DbConn<'_>, AppError> {
+        match &self.source {
+            Source::Pool(pool) => Ok(DbConn::Own(Box::new(pool.get().await?))),
+            Source::Request(conn) => conn.get().await,
+        }
     }
 }
 
@@ -50,7 +77,7 @@ impl Loader<OrderEventsLoader> for TopupLoader {
         keys: &[OrderEventsLoader],
     ) -> Result<HashMap<OrderEventsLoader, Self::Value>, Self::Error> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let mut conn = self.conn().await?;
         let rows = events::timelines(&mut conn, &ids).await?;
         let mut out: HashMap<OrderEventsLoader, Vec<EventRow>> = HashMap::new();
         for row in rows {
@@ -68,7 +95,7 @@ impl Loader<OrderById> for TopupLoader {
 
     async fn load(&self, keys: &[OrderById]) -> Result<HashMap<OrderById, Order>, Self::Error> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let mut conn = self.conn().await?;
         let found = orders::find_by_ids(&mut conn, &ids).await?;
         Ok(found.into_iter().map(|o| (OrderById(o.id), o)).collect())
     }
@@ -87,7 +114,7 @@ impl Loader<ProductById> for TopupLoader {
         keys: &[ProductById],
     ) -> Result<HashMap<ProductById, Product>, Self::Error> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let mut conn = self.conn().await?;
         let found = catalog::products_by_ids(&mut conn, &ids).await?;
         Ok(found.into_iter().map(|p| (ProductById(p.id), p)).collect())
     }
@@ -103,7 +130,7 @@ impl Loader<UserById> for TopupLoader {
 
     async fn load(&self, keys: &[UserById]) -> Result<HashMap<UserById, User>, Self::Error> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let mut conn = self.conn().await?;
         let found = accounts::users_by_ids(&mut conn, &ids).await?;
         Ok(found.into_iter().map(|u| (UserById(u.id), u)).collect())
     }
@@ -122,7 +149,7 @@ impl Loader<WalletBalanceOf> for TopupLoader {
         keys: &[WalletBalanceOf],
     ) -> Result<HashMap<WalletBalanceOf, Money>, Self::Error> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let mut conn = self.conn().await?;
         let found = ledger::wallet_balances(&mut conn, &ids).await?;
         Ok(found
             .into_iter()
@@ -144,7 +171,7 @@ impl Loader<EntitlementsOf> for TopupLoader {
         keys: &[EntitlementsOf],
     ) -> Result<HashMap<EntitlementsOf, Self::Value>, Self::Error> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let mut conn = self.conn().await?;
         let rows = catalog::entitlements_of_users(&mut conn, &ids).await?;
         let mut out: HashMap<EntitlementsOf, Vec<Entitlement>> = HashMap::new();
         for row in rows {
@@ -169,7 +196,7 @@ impl Loader<RefundsOfOrder> for TopupLoader {
         keys: &[RefundsOfOrder],
     ) -> Result<HashMap<RefundsOfOrder, Self::Value>, Self::Error> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let mut conn = self.conn().await?;
         let mut out: HashMap<RefundsOfOrder, Vec<Refund>> = HashMap::new();
         for r in refund::for_orders(&mut conn, &ids).await? {
             out.entry(RefundsOfOrder(r.order_id)).or_default().push(r);
@@ -188,7 +215,7 @@ impl Loader<AgentDepthOf> for TopupLoader {
 
     async fn load(&self, keys: &[AgentDepthOf]) -> Result<HashMap<AgentDepthOf, i32>, Self::Error> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let mut conn = self.conn().await?;
         let found = tree::depths(&mut conn, &ids).await?;
         Ok(found
             .into_iter()
@@ -210,7 +237,7 @@ impl Loader<DescendantCountOf> for TopupLoader {
         keys: &[DescendantCountOf],
     ) -> Result<HashMap<DescendantCountOf, i64>, Self::Error> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let mut conn = self.conn().await?;
         let found = tree::descendant_counts(&mut conn, &ids).await?;
         Ok(found
             .into_iter()
@@ -232,7 +259,7 @@ impl Loader<CommissionBalanceOf> for TopupLoader {
         keys: &[CommissionBalanceOf],
     ) -> Result<HashMap<CommissionBalanceOf, Money>, Self::Error> {
         let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        let mut conn = self.pool.get().await.map_err(AppError::from)?;
+        let mut conn = self.conn().await?;
         let found = commission::balances(&mut conn, &ids).await?;
         Ok(found
             .into_iter()

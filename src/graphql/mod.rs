@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
-use crate::db::PooledConn;
+use crate::db::{Pool, PooledConn};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -123,9 +123,105 @@ pub(crate) fn loader<'a>(
         .map_err(|_| AppError::internal("the schema was built without the loader"))
 }
 
-/// A pooled connection for a resolver's SQL; returned to the pool when dropped.
-pub(crate) async fn conn(ctx: &Context<'_>) -> Result<PooledConn, AppError> {
-    Ok(state(ctx)?.pool.get().await?)
+/// The connection for a resolver's SQL, held until the guard drops. Over HTTP it is the
+/// request's one connection ([`RequestConn`]); elsewhere (WebSocket operations, which may
+/// live for hours) a pooled connection of its own, returned to the pool when dropped. Hold
+/// it for one capability call (or one transaction) and never across an await of a loader
+/// or of another `conn`: over HTTP those wait for this very guard.
+pub(crate) async fn conn<'a>(ctx: &Context<'a>) -> Result<DbConn<'a>, AppError> {
+    match ctx.data_opt::<Arc<RequestConn>>() {
+        Some(shared) => shared.get().await,
+        None => Ok(DbConn::Own(Box::new(state(ctx)?.pool.get().await?))),
+    }
+}
+
+/// The pool, for a capability that checks connections out itself because it holds none
+/// across a slow await (a gateway call, password hashing). The request's connection goes
+/// back to the pool first, so a request never holds an idle connection while it waits for
+/// a second one.
+pub(crate) async fn pool<'a>(ctx: &Context<'a>) -> Result<&'a Pool, AppError> {
+    if let Some(shared) = ctx.data_opt::<Arc<RequestConn>>() {
+        shared.release().await;
+    }
+    Ok(&state(ctx)?.pool)
+}
+
+/// The one database connection of a GraphQL request over HTTP: checked out from the pool
+/// on first use (a request that needs none takes none), then shared by the request's
+/// resolvers and its loader one at a time (sibling fields queue for it; a transaction
+/// holds it to its end), and returned to the pool when the request ends. The transport
+/// adds it, with a [`request_loader`] over it, to each request's data. So a request costs
+/// one checkout however many fields it has.
+pub struct RequestConn {
+    pool: Pool,
+    slot: tokio::sync::Mutex<Option<PooledConn>>,
+}
+
+impl RequestConn {
+    /// A request's connection, not checked out yet.
+    pub fn new(pool: Pool) -> Arc<RequestConn> {
+        Arc::new(RequestConn {
+            pool,
+            slot: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The connection (checked out now if this is its first use), until the guard drops.
+    pub async fn get(&self) -> Result<DbConn<'_>, AppError> {
+        let mut slot = self.slot.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.pool.get().await?);
+        }
+        tokio::sync::MutexGuard::try_map(slot, Option::as_mut)
+            .map(DbConn::Shared)
+            .map_err(|_| AppError::internal("the request's connection vanished"))
+    }
+
+    /// Returns the connection to the pool now (the next use checks one out again).
+    pub async fn release(&self) {
+        self.slot.lock().await.take();
+    }
+}
+
+/// A connection for a resolver or a loader: the request's shared one, or one of its own.
+pub enum DbConn<'a> {
+    /// The request's connection, lent until this guard drops.
+    Shared(tokio::sync::MappedMutexGuard<'a, PooledConn>),
+    /// A pooled connection of its own (boxed: a connection is large, a guard small).
+    Own(Box<PooledConn>),
+}
+
+impl std::ops::Deref for DbConn<'_> {
+    type Target = diesel_async::AsyncPgConnection;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            DbConn::Shared(conn) => conn,
+            DbConn::Own(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for DbConn<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            DbConn::Shared(conn) => &mut *conn,
+            DbConn::Own(conn) => &mut *conn,
+        }
+    }
+}
+
+/// A batching loader for one HTTP request, running its batches on the request's
+/// connection.
+pub fn request_loader(
+    conn: Arc<RequestConn>,
+) -> async_graphql::dataloader::DataLoader<loaders::TopupLoader> {
+    let loader = async_graphql::dataloader::DataLoader::new(
+        loaders::TopupLoader::on_request(conn),
+        tokio::spawn,
+    );
+    loader.enable_all_cache(false);
+    loader
 }
 
 /// The app state, owned (for streams that outlive the resolver).

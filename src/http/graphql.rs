@@ -18,9 +18,9 @@ use super::assets;
 use super::body::{ReadError, read_limited};
 use crate::accounts::tokens::JwtKeys;
 use crate::events::SessionSignal;
-use crate::graphql::ClientIp;
 use crate::graphql::TopupSchema;
 use crate::graphql::auth::Auth;
+use crate::graphql::{ClientIp, RequestConn};
 use crate::state::AppState;
 
 /// Largest accepted GraphQL request body.
@@ -94,7 +94,10 @@ pub async fn post(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     );
-    let auth = match auth.checked(&state.sessions, &state.pool).await {
+    // The request's one database connection, checked out on first use and returned when
+    // the request ends; its resolvers and its loader share it.
+    let conn = RequestConn::new(state.pool.clone());
+    let auth = match auth.checked_on(&state.sessions, &conn).await {
         Ok(auth) => auth,
         Err(e) => {
             tracing::warn!(error = %e.message(), "session check");
@@ -107,7 +110,11 @@ pub async fn post(
             request
                 .data(auth)
                 .data(ip)
-                .data(crate::graphql::PasswordWork::default()),
+                .data(crate::graphql::PasswordWork::default())
+                // Loader batches still check out their own connections (the schema's
+                // loader): run on the request's connection they split a page's batches
+                // (tests/it/catalog.rs, a page of 50 orders); see `request_loader`.
+                .data(conn),
         )
         .await;
     let limited = response.errors.iter().any(|e| {

@@ -23,7 +23,7 @@ pub use check::{EntryLegs, Leg, entries_by_cause};
 pub use entry::{Account, AccountSql, Entry, EntrySql, LegSql, SystemAccount, post};
 
 use crate::db::Page;
-use crate::db::schema::{journal_entries, ledger_accounts, postings};
+use crate::db::schema::{journal_entries, ledger_accounts, postings, users};
 use crate::domain::Money;
 use crate::error::{AppError, AppResult};
 
@@ -90,6 +90,17 @@ pub async fn wallet_balance(conn: &mut AsyncPgConnection, user_id: i64) -> AppRe
         .optional()?
         .flatten()
         .ok_or(AppError::NotFound("wallet"))
+}
+
+/// The balance of the wallet of the user in the row it is selected with (`users.id`): a
+/// correlated subquery, so a user and their balance are read in one query. Null for a user
+/// without a wallet.
+#[diesel::dsl::auto_type]
+pub fn wallet_balance_of_user() -> _ {
+    ledger_accounts::table
+        .filter(ledger_accounts::user_id.eq(users::id.nullable()))
+        .select(ledger_accounts::balance)
+        .single_value()
 }
 
 /// The balances of some customers' wallets, by user id.

@@ -1,17 +1,23 @@
-//! The gateway's payment notify: kept raw in the inbox before anything else, then judged,
-//! then applied. The answer is the plain text `success` only once the outcome is durable
+//! The gateway's payment notify: read and verified in memory, then kept raw in the inbox
+//! in the same statement (the same commit) as its outcome: a payment applied, a duplicate
+//! noted, a verdict. The answer is the plain text `success` only once the outcome is durable
 //! (applied, or recorded as needing no retry); anything the gateway should send again gets
-//! `failure`. A notify whose apply failed (verdict ERROR) is also judged again from its
-//! stored body by the reconciler ([`claim_errors`], [`replay`]), through the same code.
+//! `failure`, and is kept too when the database takes it. A notify whose apply failed
+//! (verdict ERROR) is judged again from its stored body by the reconciler
+//! ([`claim_errors`], [`replay`]), through the same code.
 
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Int4, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Bytea, Int4, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::{ApplyOutcome, PaymentResult, PaymentSource, Refusal, apply_payment};
+use super::{
+    ApplyOutcome, PaymentResult, PaymentSource, RawNotify, Refusal, StoredNotify, apply_payment,
+    store_and_apply,
+};
+use crate::db;
 use crate::db::schema::notify_inbox;
 use crate::domain::{Money, OrderNo};
 use crate::error::{AppError, AppResult};
@@ -119,13 +125,87 @@ impl Judgement {
     }
 }
 
-/// Stores, judges and applies one notify, verified with the gateway client's keys.
+impl Inbound {
+    fn raw(&self) -> RawNotify<'_> {
+        RawNotify {
+            body: &self.body,
+            truncated: self.truncated,
+            headers: &self.headers,
+            remote_addr: self.remote_addr.as_deref(),
+        }
+    }
+}
+
+/// Judges, keeps and applies one notify, verified with the gateway client's keys. It is
+/// read and verified in memory first; then a payment is kept and applied in one statement
+/// (one commit), and a delivery of a payment applied before is kept as a DUPLICATE after
+/// one read. A notify with nothing to apply (unreadable, a bad signature, a failed
+/// payment) is kept with its verdict in one statement. Only when the apply fails is the
+/// notify kept on its own, with verdict ERROR, for the reconciler to replay.
 pub async fn receive(conn: &mut AsyncPgConnection, gateway: &Client, inbound: Inbound) -> Answer {
-    let inbox_id = match store(conn, &inbound).await {
-        Ok(id) => id,
-        Err(_) => return Answer::Failure,
+    let raw = inbound.raw();
+    let payment = match read(gateway, &inbound) {
+        Read::Judged(judgement) => {
+            let (verdict, detail) = judgement
+                .verdict
+                .clone()
+                .unwrap_or((Verdict::Received, None));
+            count_verdict(verdict);
+            return match store_judged(
+                conn,
+                raw,
+                verdict,
+                detail.as_deref(),
+                judgement.order_no.as_deref(),
+            )
+            .await
+            {
+                Ok(_) => judgement.answer,
+                Err(e) => {
+                    tracing::error!(error = ?e, "storing a notify");
+                    Answer::Failure
+                }
+            };
+        }
+        Read::Payment(payment) => payment,
     };
-    judge_and_record(conn, gateway, inbox_id, &inbound).await
+    match store_and_apply(conn, &payment, raw).await {
+        Ok(StoredNotify::Settled { outcome, .. }) => {
+            count_verdict(match outcome {
+                ApplyOutcome::AlreadyPaid => Verdict::Duplicate,
+                _ => Verdict::Applied,
+            });
+            Answer::Success
+        }
+        Ok(StoredNotify::Received { inbox_id }) => {
+            let payment = PaymentResult {
+                source: PaymentSource::Notify { inbox_id },
+                ..payment
+            };
+            let judgement = judge_payment(conn, &payment).await;
+            record(conn, inbox_id, judgement).await
+        }
+        Err(e) => {
+            // Nothing was kept (the statement rolled back): keep it now for a replay.
+            count_verdict(Verdict::Error);
+            let stored = store_judged(
+                conn,
+                raw,
+                Verdict::Error,
+                Some(&e.message()),
+                Some(payment.order_no.as_str()),
+            )
+            .await;
+            if let Err(e) = stored {
+                tracing::error!(error = ?e, "storing a notify whose apply failed");
+            }
+            Answer::Failure
+        }
+    }
+}
+
+fn count_verdict(verdict: Verdict) {
+    metrics::counter!("topup_notify_verdicts_total", "verdict" => verdict.as_str()).increment(1);
 }
 
 /// Judges a stored notify and writes its verdict.
@@ -135,13 +215,29 @@ async fn judge_and_record(
     inbox_id: i64,
     inbound: &Inbound,
 ) -> Answer {
-    let judgement = judge(conn, gateway, inbox_id, inbound).await;
+    let judgement = match read(gateway, inbound) {
+        Read::Judged(judgement) => judgement,
+        Read::Payment(payment) => {
+            let payment = PaymentResult {
+                source: PaymentSource::Notify { inbox_id },
+                ..payment
+            };
+            judge_payment(conn, &payment).await
+        }
+    };
+    record(conn, inbox_id, judgement).await
+}
+
+/// Writes a judgement's verdict on its inbox row (unless the apply statement wrote it) and
+/// returns its answer.
+async fn record(conn: &mut AsyncPgConnection, inbox_id: i64, judgement: Judgement) -> Answer {
     // No verdict to write means the apply statement wrote APPLIED itself.
-    let verdict = judgement
-        .verdict
-        .as_ref()
-        .map_or(Verdict::Applied.as_str(), |(verdict, _)| verdict.as_str());
-    metrics::counter!("topup_notify_verdicts_total", "verdict" => verdict).increment(1);
+    count_verdict(
+        judgement
+            .verdict
+            .as_ref()
+            .map_or(Verdict::Applied, |(verdict, _)| *verdict),
+    );
     if let Some((verdict, detail)) = &judgement.verdict
         && let Err(e) = set_verdict(
             conn,
@@ -294,62 +390,75 @@ pub struct InboxEntry {
     pub replays: i32,
 }
 
-async fn judge(
-    conn: &mut AsyncPgConnection,
-    gateway: &Client,
-    inbox_id: i64,
-    inbound: &Inbound,
-) -> Judgement {
+/// What reading a notify in memory tells.
+enum Read {
+    /// Nothing to apply: this is the judgement.
+    Judged(Judgement),
+    /// A verified successful payment (its source to be set by the caller).
+    Payment(PaymentResult),
+}
+
+/// Reads and verifies a notify without the database: its verdict, or the payment it reports.
+fn read(gateway: &Client, inbound: &Inbound) -> Read {
     use Answer::{Failure, Success};
     if inbound.truncated {
-        return Judgement::recorded(Failure, Verdict::TooLarge, None);
+        return Read::Judged(Judgement::recorded(Failure, Verdict::TooLarge, None));
     }
     let notify = match gateway.parse_notify(&inbound.body) {
         Ok(n) => n,
         Err(NotifyError::Malformed(why)) => {
-            return Judgement::recorded(Failure, Verdict::Malformed, Some(why));
+            return Read::Judged(Judgement::recorded(Failure, Verdict::Malformed, Some(why)));
         }
         Err(NotifyError::BadSignature) => {
-            return Judgement::recorded(Failure, Verdict::BadSignature, None);
+            return Read::Judged(Judgement::recorded(Failure, Verdict::BadSignature, None));
         }
         Err(NotifyError::WrongMerchant { got }) => {
-            return Judgement::recorded(Failure, Verdict::WrongMerchant, Some(got));
+            return Read::Judged(Judgement::recorded(
+                Failure,
+                Verdict::WrongMerchant,
+                Some(got),
+            ));
         }
     };
     let order_no = notify.out_trade_no.clone();
     // Verified, but not a successful payment: recorded; sending it again changes nothing.
+    let judged = |answer, verdict, detail| {
+        Read::Judged(Judgement::recorded(answer, verdict, detail).about(order_no.clone()))
+    };
     let paid = match notify.outcome() {
         NotifyOutcome::Paid(paid) => paid,
         NotifyOutcome::NotOk { status } => {
-            return Judgement::recorded(Success, Verdict::NotOkStatus, Some(status))
-                .about(order_no);
+            return judged(Success, Verdict::NotOkStatus, Some(status));
         }
         NotifyOutcome::ResultFailed { result_code } => {
-            return Judgement::recorded(Success, Verdict::ResultFailed, result_code)
-                .about(order_no);
+            return judged(Success, Verdict::ResultFailed, result_code);
         }
         NotifyOutcome::PayFailed { pay_result } => {
-            return Judgement::recorded(Success, Verdict::PayFailed, pay_result).about(order_no);
+            return judged(Success, Verdict::PayFailed, pay_result);
         }
         NotifyOutcome::Incomplete(why) => {
-            return Judgement::recorded(Failure, Verdict::Malformed, Some(why.into()))
-                .about(order_no);
+            return judged(Failure, Verdict::Malformed, Some(why.into()));
         }
     };
     let Ok(parsed_no) = OrderNo::parse(&paid.out_trade_no) else {
-        return Judgement::recorded(Failure, Verdict::Malformed, Some("bad out_trade_no".into()))
-            .about(order_no);
+        return judged(Failure, Verdict::Malformed, Some("bad out_trade_no".into()));
     };
-    let payment = PaymentResult {
+    Read::Payment(PaymentResult {
         order_no: parsed_no,
         amount: Money::fen(paid.total_fee),
         transaction_id: paid.transaction_id,
         out_transaction_id: paid.out_transaction_id,
         paid_at: paid.time_end,
         trade_type: paid.trade_type,
-        source: PaymentSource::Notify { inbox_id },
-    };
-    let judgement = match apply_payment(conn, &payment).await {
+        // Set by the caller once the notify is kept.
+        source: PaymentSource::Query,
+    })
+}
+
+/// Applies a verified notify's payment through the one payment path; its judgement.
+async fn judge_payment(conn: &mut AsyncPgConnection, payment: &PaymentResult) -> Judgement {
+    use Answer::{Failure, Success};
+    let judgement = match apply_payment(conn, payment).await {
         Ok(ApplyOutcome::Credited { .. }) => Judgement {
             answer: Success,
             verdict: None,
@@ -359,21 +468,88 @@ async fn judge(
         Ok(ApplyOutcome::Refused(refusal)) => Judgement::recorded(Success, refusal.into(), None),
         Err(e) => Judgement::recorded(Failure, Verdict::Error, Some(e.message())),
     };
-    judgement.about(order_no)
+    judgement.about(Some(payment.order_no.to_string()))
 }
 
-async fn store(conn: &mut AsyncPgConnection, inbound: &Inbound) -> AppResult<i64> {
-    diesel::insert_into(notify_inbox::table)
-        .values((
-            notify_inbox::remote_addr.eq(&inbound.remote_addr),
-            notify_inbox::headers.eq(&inbound.headers),
-            notify_inbox::body.eq(&inbound.body),
-            notify_inbox::body_truncated.eq(inbound.truncated),
-        ))
-        .returning(notify_inbox::id)
+/// A notify's columns as SQL over the row of a statement's source (`verdict` RECEIVED
+/// leaves it unprocessed).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StoreSql<'a> {
+    pub remote_addr: &'a str,
+    pub headers: &'a str,
+    pub body: &'a str,
+    pub truncated: &'a str,
+    pub verdict: &'a str,
+    pub detail: &'a str,
+    pub order_no: &'a str,
+}
+
+/// The CTE `<name>` (without `WITH`) that keeps a notify in the inbox, returning its `id`:
+/// the one spelling of the inbox insert.
+pub(super) fn store_cte(name: &str, source: &str, s: StoreSql<'_>) -> String {
+    format!(
+        "{name} AS (INSERT INTO notify_inbox \
+            (remote_addr, headers, body, body_truncated, verdict, detail, order_no, processed_at) \
+         SELECT {}, {}, {}, {}, {v}, {}, {}, CASE WHEN {v} = '{received}' THEN NULL ELSE now() END \
+           FROM {source} RETURNING notify_inbox.id)",
+        s.remote_addr,
+        s.headers,
+        s.body,
+        s.truncated,
+        s.detail,
+        s.order_no,
+        v = s.verdict,
+        received = Verdict::Received,
+    )
+}
+
+static STORE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH src AS (SELECT $1::text AS remote_addr, $2::jsonb AS headers, $3::bytea AS body, \
+                             $4::bool AS truncated, $5::text AS verdict, $6::text AS detail, \
+                             $7::text AS order_no), {} SELECT id FROM stored",
+        store_cte(
+            "stored",
+            "src",
+            StoreSql {
+                remote_addr: "src.remote_addr",
+                headers: "src.headers",
+                body: "src.body",
+                truncated: "src.truncated",
+                verdict: "src.verdict",
+                detail: "src.detail",
+                order_no: "src.order_no",
+            }
+        )
+    )
+});
+
+/// Keeps a notify in the inbox with its verdict (RECEIVED: to be judged); its id.
+pub(super) async fn store_judged(
+    conn: &mut AsyncPgConnection,
+    raw: RawNotify<'_>,
+    verdict: Verdict,
+    detail: Option<&str>,
+    order_no: Option<&str>,
+) -> AppResult<i64> {
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let query = diesel::sql_query(STORE.as_str())
+        .bind::<Nullable<Text>, _>(raw.remote_addr)
+        .bind::<Jsonb, _>(raw.headers)
+        .bind::<Bytea, _>(raw.body)
+        .bind::<Bool, _>(raw.truncated)
+        .bind::<Text, _>(verdict)
+        .bind::<Nullable<Text>, _>(detail)
+        .bind::<Nullable<Text>, _>(order_no);
+    let stored: Stored = db::prepared(query)
         .get_result(conn)
         .await
-        .map_err(|e| AppError::internal(format!("storing a notify: {e}")))
+        .map_err(|e| AppError::internal(format!("storing a notify: {e}")))?;
+    Ok(stored.id)
 }
 
 /// A verdict's columns as SQL over the row of a statement's source.
@@ -420,13 +596,12 @@ async fn set_verdict(
     detail: Option<&str>,
     order_no: Option<&str>,
 ) -> AppResult<()> {
-    diesel::sql_query(SET_VERDICT.as_str())
+    let query = diesel::sql_query(SET_VERDICT.as_str())
         .bind::<BigInt, _>(inbox_id)
         .bind::<Text, _>(verdict)
         .bind::<Nullable<Text>, _>(detail)
-        .bind::<Nullable<Text>, _>(order_no)
-        .execute(conn)
-        .await?;
+        .bind::<Nullable<Text>, _>(order_no);
+    db::prepared(query).execute(conn).await?;
     Ok(())
 }
 

@@ -24,6 +24,7 @@ mod logs;
 mod metrics;
 mod offline;
 mod pgbouncer;
+mod reads;
 mod recharge;
 mod reconcile;
 mod refunds;

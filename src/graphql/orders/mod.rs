@@ -142,7 +142,7 @@ impl OrdersMutation {
         // without a transport.
         let client_ip = super::client_ip(ctx).unwrap_or("127.0.0.1").to_owned();
         let done = recharge::create(
-            &s.pool,
+            super::pool(ctx).await?,
             &s.cashier,
             RechargeRequest {
                 user_id: v.user_id,
@@ -175,7 +175,8 @@ impl OrdersMutation {
         let v = viewer(ctx)?;
         let s = state(ctx)?;
         let order = orders::visible_order(&mut *conn(ctx).await?, &order_no, &v).await?;
-        let closed = settle::close_order(&s.pool, &s.cashier.gateway, order).await?;
+        let closed =
+            settle::close_order(super::pool(ctx).await?, &s.cashier.gateway, order).await?;
         Ok(OrderNode(closed))
     }
 }

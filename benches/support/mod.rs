@@ -1,0 +1,180 @@
+//! What the load benchmarks share: a throw-away database, a bounded load loop, latency
+//! reports, and pgbench runs of a baseline script on the same database.
+
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use topup::db::embedded::{Cluster, ClusterOptions};
+
+pub fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A fresh database on the server in `BENCH_DATABASE_URL`, or on a private throw-away
+/// cluster; dropped by [`BenchDb::drop_all`].
+pub struct BenchDb {
+    pub url: String,
+    pub name: String,
+    admin: AsyncPgConnection,
+    cluster: Option<Cluster>,
+}
+
+impl BenchDb {
+    pub async fn create(prefix: &str) -> BenchDb {
+        let (admin_url, url_of, cluster) = match std::env::var("BENCH_DATABASE_URL") {
+            Ok(url) => {
+                let mut u = url::Url::parse(&url).expect("BENCH_DATABASE_URL");
+                u.set_path("/DB");
+                let pattern = u.to_string();
+                (url, pattern, None)
+            }
+            Err(_) => {
+                let dir = std::env::temp_dir().join(format!("{prefix}-pg-{}", std::process::id()));
+                let cluster = Cluster::start(&ClusterOptions {
+                    dir,
+                    ephemeral: false,
+                })
+                .await
+                .expect("private cluster");
+                (cluster.url("postgres"), cluster.url("DB"), Some(cluster))
+            }
+        };
+        let name = format!("{prefix}_{}", std::process::id());
+        let mut admin = AsyncPgConnection::establish(&admin_url)
+            .await
+            .expect("connect");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        BenchDb {
+            url: url_of.replace("/DB", &format!("/{name}")),
+            name,
+            admin,
+            cluster,
+        }
+    }
+
+    pub async fn drop_all(mut self) {
+        let _ = diesel::sql_query(format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&mut self.admin)
+            .await;
+        if let Some(cluster) = self.cluster {
+            let _ = cluster.stop().await;
+            let _ = std::fs::remove_dir_all(cluster.dir());
+        }
+    }
+}
+
+pub struct Phase {
+    pub done: usize,
+    pub failed: usize,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
+}
+
+impl Phase {
+    pub fn rate(&self) -> f64 {
+        self.done as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs `op` over `items`, `concurrency` at a time, until they are done or `cap` has passed.
+pub async fn run_phase<T, F, Fut>(items: &[T], concurrency: usize, cap: Duration, op: F) -> Phase
+where
+    T: Clone,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Option<()>>,
+{
+    let started = Instant::now();
+    let deadline = started + cap;
+    let results: Vec<Option<Duration>> = futures_util::stream::iter(items.iter().cloned())
+        .take_while(|_| futures_util::future::ready(Instant::now() < deadline))
+        .map(|item| {
+            let fut = op(item);
+            async move {
+                let t = Instant::now();
+                fut.await.map(|()| t.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let mut latencies: Vec<Duration> = results.iter().flatten().copied().collect();
+    latencies.sort();
+    Phase {
+        done: latencies.len(),
+        failed: results.len() - latencies.len(),
+        elapsed,
+        latencies,
+    }
+}
+
+pub fn report(name: &str, p: &Phase) {
+    let pct = |q: f64| {
+        p.latencies
+            .get(((p.latencies.len() as f64 - 1.0) * q).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{name:<40} {:>6} ok {:>3} failed in {:>6.2} s = {:>7.0}/s   p50 {:>6.1} ms  p95 {:>6.1} ms  p99 {:>6.1} ms",
+        p.done,
+        p.failed,
+        p.elapsed.as_secs_f64(),
+        p.rate(),
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+    );
+}
+
+/// Runs `script` with pgbench (`-M prepared`, `clients` clients on 2 threads, `seconds`
+/// long) against `url`; the transactions per second it reports.
+pub fn pgbench(url: &str, script: &str, clients: usize, seconds: usize) -> f64 {
+    let path = std::env::temp_dir().join(format!(
+        "topup-bench-{}-{}.sql",
+        std::process::id(),
+        script.len()
+    ));
+    std::fs::write(&path, script).expect("write the pgbench script");
+    let output = std::process::Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-j", "2"])
+        .arg("-c")
+        .arg(clients.to_string())
+        .arg("-T")
+        .arg(seconds.to_string())
+        .arg("-f")
+        .arg(&path)
+        .arg(url)
+        .output()
+        .expect("run pgbench (the postgresql-contrib / postgresql-client package)");
+    let _ = std::fs::remove_file(&path);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "pgbench failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("tps = ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .expect("pgbench printed its tps")
+}
+
+/// The machine's load average over the last minute (what the figures were measured under).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
