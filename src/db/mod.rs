@@ -152,7 +152,7 @@ pub fn pool_with(
         };
     }
     let mut manager_config = ManagerConfig::default();
-    let count = counter.map(|c| c.0.clone());
+    let count = counter.cloned();
     manager_config.custom_setup = Box::new(move |url| {
         let count = count.clone();
         Box::pin(async move {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject, Subscription};
 use chrono::{DateTime, NaiveDate, Utc};
+use diesel_async::AsyncPgConnection;
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -147,11 +148,20 @@ impl SalesReport {
 
 /// The scope the viewer asks for (the agent id parsed: NOT_FOUND for one that cannot be).
 async fn scope_of(app: &AppState, v: &Viewer, agent_id: Option<&ID>) -> Result<Scope, AppError> {
+    let mut conn = app.pool.get().await?;
+    scope_on(&mut conn, v, agent_id).await
+}
+
+/// [`scope_of`] on a connection the caller holds (a request's own, over HTTP).
+async fn scope_on(
+    conn: &mut AsyncPgConnection,
+    v: &Viewer,
+    agent_id: Option<&ID>,
+) -> Result<Scope, AppError> {
     let agent_id = agent_id
         .map(|id| id.parse::<i64>().map_err(|_| AppError::NotFound("agent")))
         .transpose()?;
-    let mut conn = app.pool.get().await?;
-    agents::report_scope(&mut conn, v, agent_id).await
+    agents::report_scope(conn, v, agent_id).await
 }
 
 /// Sales reports.
@@ -177,7 +187,12 @@ impl SalesQuery {
         // Who may see what is decided on the primary; the figures may come from the read
         // replica (`TOPUP_READ_DATABASE_URL`): a report is a snapshot either way, and one
         // from a replica is at most its lag old. Nothing here decides on money.
-        let scope = scope_of(app, &v, input.agent_id.as_ref()).await?;
+        // On the request's own connection: a request checks out one connection, and the
+        // figures below may need it again.
+        let scope = {
+            let mut c = conn(ctx).await?;
+            scope_on(&mut c, &v, input.agent_id.as_ref()).await?
+        };
         let zone = &app.config.sales.time_zone;
         let (group_by, from, to) = (input.group_by, input.from, input.to);
         let report = match &app.read_pool {
