@@ -26,18 +26,21 @@
     reason = "a benchmark stops loudly on a broken setup and prints its report"
 )]
 
+#[path = "support/db.rs"]
+mod bench_db;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bench_db::BenchDb;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use topup::db::embedded::{Cluster, ClusterOptions};
 use topup::gateway::swiftpass::Params;
 use topup::gateway::swiftpass::sign::md5_sign;
 use topup::gateway::swiftpass::xml::to_xml;
@@ -132,33 +135,8 @@ async fn run() {
     let per_connection = env_or("BENCH_PER_CONNECTION", 100).clamp(1, 100);
     let cap = Duration::from_secs(env_or("BENCH_SECONDS", 60) as u64);
 
-    let (admin_url, url_of, cluster) = match std::env::var("BENCH_DATABASE_URL") {
-        Ok(url) => {
-            let mut u = url::Url::parse(&url).expect("BENCH_DATABASE_URL");
-            u.set_path("/DB");
-            let pattern = u.to_string();
-            (url, pattern, None)
-        }
-        Err(_) => {
-            let dir = std::env::temp_dir().join(format!("topup-fanout-pg-{}", std::process::id()));
-            let cluster = Cluster::start(&ClusterOptions {
-                dir,
-                ephemeral: false,
-            })
-            .await
-            .expect("private cluster");
-            (cluster.url("postgres"), cluster.url("DB"), Some(cluster))
-        }
-    };
-    let db = format!("topup_fanout_{}", std::process::id());
-    let mut admin = AsyncPgConnection::establish(&admin_url)
-        .await
-        .expect("connect");
-    diesel::sql_query(format!("CREATE DATABASE {db}"))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let url = url_of.replace("/DB", &format!("/{db}"));
+    let db = BenchDb::create("topup_fanout").await;
+    let url = db.url.clone();
     let data_dir = std::env::temp_dir().join(format!("topup-fanout-data-{}", std::process::id()));
     std::fs::create_dir_all(&data_dir).expect("data dir");
 
@@ -204,14 +182,8 @@ async fn run() {
         load_average()
     );
 
-    let _ = diesel::sql_query(format!("DROP DATABASE {db} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
     let _ = std::fs::remove_dir_all(&data_dir);
-    if let Some(cluster) = cluster {
-        let _ = cluster.stop().await;
-        let _ = std::fs::remove_dir_all(cluster.dir());
-    }
+    db.drop_all().await;
 }
 
 fn load_average() -> String {
