@@ -446,3 +446,93 @@ async fn customer_pays_agent_watches_live_admin_refunds_in_chromium() {
         assert!(!report.contains("exception:"), "{report}");
     }
 }
+
+/// Tokens live in the page's memory, and the access token is traded for a new pair before it
+/// expires: with the page's clock moved past the expiry, the next query first sends
+/// `refreshToken`, then goes out with the new access token, and the server answers it.
+#[tokio::test]
+#[ignore = "needs chromium: run by .ci/run (cargo test --test it console -- --ignored)"]
+async fn console_refreshes_the_access_token_before_it_expires() {
+    let app = TestApp::spawn().await;
+    app.register("lin@example.com").await;
+    let browser = Browser::launch(&app.db.name).await;
+    let phone = browser.page("customer", 390, 844, true, "en-US").await;
+    sign_in(&phone, &app.base, "lin@example.com").await;
+    phone.wait_for_text("#balance", "¥0.00", 20).await;
+
+    // Record every request the page sends from now on.
+    phone
+        .eval(
+            "(() => { window.__sent = []; const f = window.fetch; \
+             window.fetch = (u, o) => { window.__sent.push({ body: String((o && o.body) || ''), \
+             auth: (o && o.headers && o.headers.authorization) || '' }); return f(u, o); }; \
+             return true; })()",
+        )
+        .await;
+    phone.click("#refresh").await;
+    phone
+        .wait_for(
+            "window.__sent.some((s) => s.body.includes('me {'))",
+            20,
+            "a query",
+        )
+        .await;
+    let before = phone
+        .eval("window.__sent.find((s) => s.body.includes('me {')).auth")
+        .await;
+    assert!(
+        before.as_str().is_some_and(|a| a.starts_with("Bearer ")),
+        "{before}"
+    );
+    assert_eq!(
+        phone
+            .eval("window.__sent.some((s) => s.body.includes('refreshToken('))")
+            .await,
+        json!(false),
+        "a fresh token is not refreshed"
+    );
+
+    // A token's times are whole seconds: one issued in the same second as the first would be
+    // the same token, so let a second pass.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Sixteen minutes later, by the page's clock: the token has expired.
+    phone
+        .eval(
+            "(() => { window.__sent = []; const now = Date.now.bind(Date); \
+             Date.now = () => now() + 16 * 60 * 1000; return true; })()",
+        )
+        .await;
+    phone.click("#refresh").await;
+    phone
+        .wait_for(
+            "(() => { const r = window.__sent.findIndex((s) => s.body.includes('refreshToken(')); \
+             return r >= 0 && window.__sent.slice(r + 1).some((s) => s.body.includes('me {')); })()",
+            20,
+            "a refresh, then the query",
+        )
+        .await;
+    let after = phone
+        .eval(
+            "(() => { const r = window.__sent.findIndex((s) => s.body.includes('refreshToken(')); \
+             return window.__sent.slice(r + 1).find((s) => s.body.includes('me {')).auth; })()",
+        )
+        .await;
+    assert!(
+        after.as_str().is_some_and(|a| a.starts_with("Bearer ")),
+        "{after}"
+    );
+    assert_ne!(
+        after, before,
+        "the query goes out with the new access token"
+    );
+    // The server took the new token: the page shows the balance, and no error.
+    phone.wait_for_text("#balance", "¥0.00", 20).await;
+    assert_eq!(
+        phone
+            .eval("document.querySelector('.error') === null")
+            .await,
+        json!(true),
+        "{}",
+        phone.report().await
+    );
+}
