@@ -142,12 +142,7 @@ fn status_stream(
                 }
                 Ok(HubMessage::Event(_)) => continue,
                 // Events may have been missed: read the order.
-                Ok(HubMessage::Resync) | Err(RecvError::Lagged(_)) => {
-                    match f.app.pool.get().await {
-                        Ok(mut conn) => orders::find_by_no(&mut conn, &f.order_no).await,
-                        Err(e) => Err(e.into()),
-                    }
-                }
+                Ok(HubMessage::Resync) | Err(RecvError::Lagged(_)) => f.reread().await,
                 Err(RecvError::Closed) => return None,
             };
             match current {
@@ -165,6 +160,28 @@ fn status_stream(
 }
 
 impl Follow {
+    /// Reads the order again. A resync often comes while the database is coming back (the
+    /// hub could not read a batch, or its listener reconnected): a failed read is tried
+    /// again, with backoff, until the token's deadline, so a restart does not end a
+    /// subscription that the payment after it would have reached.
+    async fn reread(&self) -> AppResult<Option<Order>> {
+        let mut backoff = std::time::Duration::from_millis(100);
+        loop {
+            let read = match self.app.pool.get().await {
+                Ok(mut conn) => orders::find_by_no(&mut conn, &self.order_no).await,
+                Err(e) => Err(e.into()),
+            };
+            match read {
+                Err(e) if tokio::time::Instant::now() + backoff < self.token_deadline => {
+                    tracing::debug!(error = ?e, order_no = %self.order_no, "orderStatus re-read failed; trying again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                }
+                read => return read,
+            }
+        }
+    }
+
     fn emit(&mut self, order: Order) -> OrderStatusUpdate {
         self.last = Some(order.status);
         self.done = if self.follow_refunds {
