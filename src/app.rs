@@ -121,6 +121,13 @@ impl Database {
     pub async fn migrate(&self) -> Result<usize, StartError> {
         let owner = self.owner_url();
         let ran = db::migrate(owner.expose()).await?;
+        if !db::apply_database_settings(owner.expose()).await? {
+            tracing::warn!(
+                "JIT compilation stays on for this database (the migrating role does not own \
+                 it), and the sales folder and reports may each spend a second compiling: \
+                 run ALTER DATABASE ... SET jit = off as its owner"
+            );
+        }
         if !db::grant_runtime_role(owner.expose(), self.url().expose()).await? {
             tracing::warn!(
                 "the server connects as the schema owner: it could change the schema and \

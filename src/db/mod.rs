@@ -275,6 +275,46 @@ pub async fn ensure_login_role(owner_url: &str, role: &str, password: &str) -> R
     .map_err(|e| DbError::Migrate(format!("creating role {role}: {e}")))
 }
 
+/// Sets the session defaults the server's statements need on the database itself, so that
+/// every new session gets them, through a pooler too and on the replicas (the setting is in
+/// the catalog). Run as the owner at every start, after migrating: a database restored
+/// from a dump, or cloned from a template, has lost them. Returns false when the role may
+/// not (only the database's owner may): the caller says so.
+///
+/// `jit = off`: PostgreSQL compiles a statement with LLVM once its estimated cost passes
+/// `jit_above_cost`. The folder's statement and the reports read the `sales_pending_rows`
+/// view, whose estimates run far above what it returns (the pending table is filled and
+/// emptied all day), so they crossed it: under load the folder spent 850 ms compiling to
+/// fold 108 rows in 1 ms, once a second (auto_explain during `cargo bench --bench
+/// notify_load`). Nothing Topup runs is a long analytical query JIT would pay for.
+pub async fn apply_database_settings(owner_url: &str) -> Result<bool, DbError> {
+    use diesel::sql_types::Bool;
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    #[derive(diesel::QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = Bool)]
+        applied: bool,
+    }
+    let mut conn = AsyncPgConnection::establish(owner_url).await?;
+    conn.batch_execute(
+        "DO $$ BEGIN
+           EXECUTE format('ALTER DATABASE %I SET jit = off', current_database());
+         EXCEPTION WHEN insufficient_privilege THEN NULL;
+         END $$;",
+    )
+    .await
+    .map_err(|e| DbError::Migrate(format!("setting the database's defaults: {e}")))?;
+    let applied: Applied = diesel::sql_query(
+        "SELECT coalesce((SELECT s.setconfig @> ARRAY['jit=off'] FROM pg_db_role_setting s \
+                            JOIN pg_database d ON d.oid = s.setdatabase \
+                           WHERE d.datname = current_database() AND s.setrole = 0), false) AS applied",
+    )
+    .get_result(&mut conn)
+    .await
+    .map_err(|e| DbError::Migrate(format!("reading the database's defaults: {e}")))?;
+    Ok(applied.applied)
+}
+
 /// Runs every pending migration. Returns how many ran.
 pub async fn migrate(url: &str) -> Result<usize, DbError> {
     let conn = AsyncPgConnection::establish(url).await?;

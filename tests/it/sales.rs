@@ -656,3 +656,23 @@ async fn live_sales_reach_only_the_sales_subtree_from_another_instance() {
     );
     other.stop().await;
 }
+
+#[tokio::test]
+async fn the_servers_sessions_do_not_jit_compile() {
+    // The folder's statement and the reports read a view whose estimates run far above what
+    // it returns; with JIT on, PostgreSQL spent about 850 ms compiling such a statement
+    // that then ran in 1 ms (see `db::apply_database_settings`). The test database is a
+    // clone of a template, which loses database settings: the server sets them at start.
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Text)]
+        jit: String,
+    }
+    let app = TestApp::spawn().await;
+    let mut conn = app.state.pool.get().await.expect("a pooled connection");
+    let setting: Setting = diesel::sql_query("SHOW jit")
+        .get_result(&mut conn)
+        .await
+        .expect("SHOW jit");
+    assert_eq!(setting.jit, "off");
+}
