@@ -111,9 +111,11 @@ pub async fn post(
                 .data(auth)
                 .data(ip)
                 .data(crate::graphql::PasswordWork::default())
-                // Loader batches still check out their own connections (the schema's
-                // loader): run on the request's connection they split a page's batches
-                // (tests/it/catalog.rs, a page of 50 orders); see `request_loader`.
+                // Its loader's batches run on the request's connection too: a request
+                // never waits for a second connection while holding one (with the
+                // schema's pool loader, 32 requests over a pool of 16 each held one and
+                // waited for another until the pool's timeout).
+                .data(crate::graphql::request_loader(conn.clone()))
                 .data(conn),
         )
         .await;

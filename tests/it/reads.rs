@@ -131,3 +131,32 @@ async fn fields_of_one_request_share_one_connection_and_a_failing_field_does_not
         Some(3)
     );
 }
+
+#[tokio::test]
+async fn more_requests_with_loaders_than_pooled_connections_all_finish() {
+    // A pool of two and twelve requests at once, each a page whose fields go through the
+    // loader. A request holds its connection until it ends: were its loader batches to need
+    // a second one, the two holders would wait for each other until the pool's timeout and
+    // answer UNAVAILABLE.
+    let app = TestApp::spawn_with(|c| {
+        c.db_pool_size = 2;
+        c.reconcile.enabled = false;
+    })
+    .await;
+    let s = app.register("reads-3@example.com").await;
+    add_paid_orders(&app, &s.user_id, 5, "D").await;
+    let query = "{ me { orders(first: 5) { edges { node { orderNo events { kind } product { name } } } } } }";
+    let answers =
+        futures_util::future::join_all((0..12).map(|_| app.gql(Some(&s.access), query, json!({}))))
+            .await;
+    for resp in &answers {
+        assert!(resp.get("errors").is_none(), "{resp}");
+        assert_eq!(
+            resp["data"]["me"]["orders"]["edges"]
+                .as_array()
+                .map(Vec::len),
+            Some(5),
+            "{resp}"
+        );
+    }
+}
