@@ -16,6 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::assets;
 use super::body::{ReadError, read_limited};
+use super::woken::Woken;
 use crate::accounts::tokens::JwtKeys;
 use crate::events::SessionSignal;
 use crate::graphql::TopupSchema;
@@ -216,7 +217,7 @@ async fn serve_socket(
     let init_flag = inited.clone();
     let init_seat = seat.clone();
     let mut outgoing =
-        async_graphql::http::WebSocket::new(schema, incoming, WebSocketProtocols::GraphQLWS)
+        async_graphql::http::WebSocket::new(Woken(schema), incoming, WebSocketProtocols::GraphQLWS)
             .on_connection_init(move |payload| async move {
                 let s = init_state;
                 let auth = connection_auth(&s.jwt, &payload)

@@ -7,6 +7,7 @@ pub mod console;
 pub mod graphql;
 pub mod notify;
 pub mod observe;
+pub mod woken;
 
 use std::sync::Arc;
 use std::time::Duration;
