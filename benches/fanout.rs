@@ -11,12 +11,15 @@
 //! graphql-transport-ws connections, waits until each is live (its first message; for
 //! `liveSales` a first payment), reads the memory again, then triggers one event: a signed
 //! notify paying the order (Topup), or a POST of the payload (bare). Latency runs from the
-//! trigger's answer (for Topup the notify's `success`, sent after commit) to each
-//! subscriber's frame: p50, p99 and the last. Bounded: every wait stops after
-//! `BENCH_SECONDS` (default 60) per phase.
+//! moment the trigger is sent to each subscriber's frame: p50, p99 and the last. For Topup
+//! that is an upper bound of "from commit": it includes reading, verifying and committing
+//! the notify (its answer, `success`, comes after the commit; frames may arrive before
+//! it, so the answer cannot be the start). Bounded: every wait stops after `BENCH_SECONDS`
+//! (default 60) per phase.
 //!
-//! `BENCH_PROFILE=1` samples the Topup server in-process during the delivery instead (with
-//! the pprof crate; see the README) — not needed for the table.
+//! With `BENCH_PROFILE=1` and `--features profile`, each Topup server samples itself
+//! in-process (pprof) from just before the trigger until every frame has arrived, and the
+//! bench prints where its time went (see `topup::profile`).
 //!
 //! Run: `cargo bench --bench fanout` (or `BENCH_SUBSCRIBERS=1000 cargo bench --bench fanout`).
 #![expect(
@@ -72,6 +75,21 @@ fn main() {
     }
 }
 
+/// The CPU time (user and system, in ms) of the process whose `/proc/<pid>/stat` is `path`.
+fn cpu_ms(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).expect("stat");
+    // After the command's closing parenthesis: fields 3 onwards; utime and stime are 14, 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    // USER_HZ is 100 on Linux.
+    ticks * 10.0
+}
+
 /// A child process killed when dropped, so a failing bench leaves nothing running.
 struct Proc(Child);
 
@@ -89,6 +107,16 @@ impl Proc {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS")
+    }
+
+    /// CPU time used so far (user and system), in ms.
+    fn cpu_ms(&self) -> f64 {
+        cpu_ms(&format!("/proc/{}/stat", self.pid()))
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal the server");
     }
 
     fn stop(mut self) {
@@ -176,7 +204,7 @@ async fn run() {
         );
     }
     println!(
-        "(trigger answer: Topup's notify {} ms, bare {} ms, last phase; load average now {})",
+        "(trigger answered after: Topup's notify {:.1} ms, bare {:.1} ms, last phase; load average now {})",
         rows.last().map_or(0.0, |r| r.1.trigger_ms),
         rows.last().map_or(0.0, |r| r.2.trigger_ms),
         load_average()
@@ -192,7 +220,7 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     OrderStatus,
     LiveSales,
@@ -265,6 +293,7 @@ async fn topup_phase(
             .env("TOPUP_RECONCILE", "false")
             .env("TOPUP_RECONCILE_BILL_TIME", "off")
             .env("RUST_LOG", "warn")
+            .env("TOPUP_PROFILE_DIR", data_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -408,11 +437,32 @@ async fn topup_phase(
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = server.rss_kib();
-    let profile = std::env::var_os("BENCH_PROFILE").is_some();
+    let profile = cfg!(feature = "profile") && std::env::var_os("BENCH_PROFILE").is_some();
     if profile {
-        println!("profile the server (pid {}) now", server.pid());
+        server.signal(nix::sys::signal::Signal::SIGUSR1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (server_cpu, own_cpu) = (server.cpu_ms(), cpu_ms("/proc/self/stat"));
     let measured = clients.measure(n, cap, || pay(order.clone(), 1500)).await;
+    println!(
+        "  CPU during the delivery: server {:.0} ms, load generator {:.0} ms",
+        server.cpu_ms() - server_cpu,
+        cpu_ms("/proc/self/stat") - own_cpu
+    );
+    if profile {
+        server.signal(nix::sys::signal::Signal::SIGUSR2);
+        let path = data_dir.join("profile-1.txt");
+        let written = Instant::now();
+        while !path.exists() && written.elapsed() < cap {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        println!(
+            "profile of the delivery ({kind:?}, {n} subscribers):\n{}",
+            std::fs::read_to_string(&path).expect("the server's profile")
+        );
+        let _ = std::fs::remove_file(&path);
+    }
     drop(clients);
     server.stop();
     let m = Measured {
@@ -471,6 +521,7 @@ async fn bare_phase(payload: &Value, n: usize, per_connection: usize, cap: Durat
     let after = server.rss_kib();
     let trigger = format!("http://127.0.0.1:{port}/trigger");
     let body = payload.to_string();
+    let (server_cpu, own_cpu) = (server.cpu_ms(), cpu_ms("/proc/self/stat"));
     let measured = clients
         .measure(n, cap, || {
             let (http, trigger, body) = (http.clone(), trigger.clone(), body.clone());
@@ -480,6 +531,11 @@ async fn bare_phase(payload: &Value, n: usize, per_connection: usize, cap: Durat
             }
         })
         .await;
+    println!(
+        "  CPU during the delivery: server {:.0} ms, load generator {:.0} ms",
+        server.cpu_ms() - server_cpu,
+        cpu_ms("/proc/self/stat") - own_cpu
+    );
     drop(clients);
     server.stop();
     let m = Measured {
@@ -689,7 +745,7 @@ impl Clients {
             .lock()
             .map(|a| {
                 a.iter()
-                    .map(|t| t.saturating_duration_since(answered).as_secs_f64() * 1000.0)
+                    .map(|t| t.saturating_duration_since(sent).as_secs_f64() * 1000.0)
                     .collect()
             })
             .unwrap_or_default();

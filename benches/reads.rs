@@ -16,7 +16,8 @@
 //! page (`products(first: 20)` and `me { agent { children(first: 20) { … depth
 //! descendantCount commissionBalance } commissionBalance } }`).
 //!
-//! Run: `cargo bench --bench reads`
+//! Run: `cargo bench --bench reads` (with `--features profile` and `BENCH_PROFILE=1`, it
+//! also prints where the process's time went during each page's load).
 #![expect(
     clippy::expect_used,
     clippy::print_stdout,
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use serde_json::{Value, json};
-use support::{BenchDb, env_or, load_average, pgbench, report, run_phase};
+use support::{BenchDb, env_or, load_average, pgbench, profiled, report, run_phase};
 use topup::accounts::Role;
 use topup::app::Application;
 use topup::config::{Config, Secret};
@@ -141,10 +142,13 @@ async fn main() {
         let before = state.sql_statements.get();
         let items = vec![(); requests];
         let page = Arc::new(page);
-        let served = run_phase(&items, concurrency, cap, |()| {
-            let page = page.clone();
-            async move { page.ask().await }
-        })
+        let served = profiled(
+            name,
+            run_phase(&items, concurrency, cap, |()| {
+                let page = page.clone();
+                async move { page.ask().await }
+            }),
+        )
         .await;
         let per_request = (state.sql_statements.get() - before) as f64
             / (served.done + served.failed).max(1) as f64;
@@ -214,7 +218,10 @@ fn pgbench_script(statements: &[String]) -> String {
         let (sql, binds) = recorded
             .split_once(" -- binds: ")
             .unwrap_or((recorded.as_str(), "[]"));
-        let binds = split_binds(binds.trim().trim_start_matches('[').trim_end_matches(']'));
+        // One bracket off each end: the first bind may be an array (`[[26, 27], 1]`).
+        let binds = binds.trim();
+        let binds = binds.strip_prefix('[').unwrap_or(binds);
+        let binds = split_binds(binds.strip_suffix(']').unwrap_or(binds));
         let mut sql = sql.replace('\n', " ");
         // From the last placeholder down, so `$1` does not eat the start of `$10`.
         for (i, bind) in binds.iter().enumerate().rev() {

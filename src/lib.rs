@@ -68,6 +68,8 @@ pub mod ledger;
 pub mod limits;
 pub mod orders;
 pub mod payments;
+#[cfg(feature = "profile")]
+pub mod profile;
 pub mod reconcile;
 pub mod sales;
 pub mod state;

@@ -187,9 +187,52 @@ async fn serve() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     print!("{}", app.banner());
+    #[cfg(feature = "profile")]
+    profile_on_signals();
     app.run_until(shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Built with the `profile` feature and with `TOPUP_PROFILE_DIR` set (by the fan-out
+/// benchmark): `SIGUSR1` starts sampling the process, `SIGUSR2` writes where the time went
+/// since into `profile-<n>.txt` in that folder (see `topup::profile`).
+#[cfg(feature = "profile")]
+fn profile_on_signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Some(dir) = std::env::var_os("TOPUP_PROFILE_DIR") else {
+        return;
+    };
+    let (Ok(mut start), Ok(mut stop)) = (
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) else {
+        eprintln!("profile: cannot listen for SIGUSR1/SIGUSR2");
+        return;
+    };
+    tokio::spawn(async move {
+        let mut n = 0;
+        while start.recv().await.is_some() {
+            let sampler = match topup::profile::Sampler::start() {
+                Ok(sampler) => sampler,
+                Err(e) => {
+                    eprintln!("profile: {e}");
+                    continue;
+                }
+            };
+            if stop.recv().await.is_none() {
+                return;
+            }
+            n += 1;
+            let path = std::path::Path::new(&dir).join(format!("profile-{n}.txt"));
+            let written = sampler
+                .report(30)
+                .and_then(|text| std::fs::write(&path, text).map_err(|e| e.to_string()));
+            if let Err(e) = written {
+                eprintln!("profile: {e}");
+            }
+        }
+    });
 }
 
 async fn reconcile(once: bool, command: Option<ReconcileCommand>) -> Result<(), String> {

@@ -123,3 +123,60 @@ pub fn load_average() -> String {
         .and_then(|s| s.split_whitespace().next().map(str::to_owned))
         .unwrap_or_else(|| "?".into())
 }
+
+/// CPU time used so far, in ms: by this process (the server and the load generator), and
+/// by the whole machine (user, nice, system, irq and softirq of every core).
+fn cpu_ms() -> (f64, f64) {
+    // Ticks of USER_HZ (100 a second on Linux): 10 ms each.
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            // utime and stime: fields 14 and 15 of the line, the 12th and 13th after the
+            // command's closing parenthesis.
+            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+            Some((ticks(11)? + ticks(12)?) * 10.0)
+        })
+        .unwrap_or(0.0);
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            let cpu: Vec<f64> = stat
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq: all but idle and iowait.
+            Some((cpu.first()? + cpu.get(1)? + cpu.get(2)? + cpu.get(5)? + cpu.get(6)?) * 10.0)
+        })
+        .unwrap_or(0.0);
+    (own, machine)
+}
+
+/// Runs `phase` and prints where the machine's CPU went meanwhile: this process (the
+/// server and the load generator) and the rest (PostgreSQL, on a machine running nothing
+/// else). With `--features profile` and `BENCH_PROFILE` set, it also samples this process
+/// and prints where its time went.
+pub async fn profiled<T>(what: &str, phase: impl std::future::Future<Output = T>) -> T {
+    #[cfg(feature = "profile")]
+    let sampler = std::env::var_os("BENCH_PROFILE")
+        .map(|_| topup::profile::Sampler::start().expect("the profiler"));
+    let (own, machine) = cpu_ms();
+    let out = phase.await;
+    let (own_after, machine_after) = cpu_ms();
+    println!(
+        "  CPU during {what}: this process {:.0} ms, the rest of the machine {:.0} ms",
+        own_after - own,
+        (machine_after - machine) - (own_after - own)
+    );
+    #[cfg(feature = "profile")]
+    if let Some(sampler) = sampler {
+        println!(
+            "profile of {what}:\n{}",
+            sampler.report(30).expect("the profile")
+        );
+    }
+    out
+}

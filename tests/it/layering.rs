@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 0),
     ("error", 0),
     ("telemetry", 0),
+    ("profile", 0),
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
