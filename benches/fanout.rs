@@ -31,6 +31,8 @@
 
 #[path = "support/db.rs"]
 mod bench_db;
+#[path = "support/cpu.rs"]
+mod cpu;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -38,6 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bench_db::BenchDb;
+use cpu::process_cpu_ms;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -75,19 +78,28 @@ fn main() {
     }
 }
 
-/// The CPU time (user and system, in ms) of the process whose `/proc/<pid>/stat` is `path`.
-fn cpu_ms(path: &str) -> f64 {
-    let stat = std::fs::read_to_string(path).expect("stat");
-    // After the command's closing parenthesis: fields 3 onwards; utime and stime are 14, 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    // USER_HZ is 100 on Linux.
-    ticks * 10.0
+/// The CPU time of the server and of this process (the load generator) at one moment.
+struct CpuMark {
+    server: f64,
+    own: f64,
+}
+
+impl CpuMark {
+    fn now(server: &Proc) -> CpuMark {
+        CpuMark {
+            server: server.cpu_ms(),
+            own: process_cpu_ms("self"),
+        }
+    }
+
+    /// Prints what each used since this mark.
+    fn print_since(&self, server: &Proc, what: &str) {
+        println!(
+            "  CPU during {what}: server {:.0} ms, load generator {:.0} ms",
+            server.cpu_ms() - self.server,
+            process_cpu_ms("self") - self.own
+        );
+    }
 }
 
 /// A child process killed when dropped, so a failing bench leaves nothing running.
@@ -111,7 +123,7 @@ impl Proc {
 
     /// CPU time used so far (user and system), in ms.
     fn cpu_ms(&self) -> f64 {
-        cpu_ms(&format!("/proc/{}/stat", self.pid()))
+        process_cpu_ms(&self.pid().to_string())
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
@@ -442,13 +454,9 @@ async fn topup_phase(
         server.signal(nix::sys::signal::Signal::SIGUSR1);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (server_cpu, own_cpu) = (server.cpu_ms(), cpu_ms("/proc/self/stat"));
+    let cpu = CpuMark::now(&server);
     let measured = clients.measure(n, cap, || pay(order.clone(), 1500)).await;
-    println!(
-        "  CPU during the delivery: server {:.0} ms, load generator {:.0} ms",
-        server.cpu_ms() - server_cpu,
-        cpu_ms("/proc/self/stat") - own_cpu
-    );
+    cpu.print_since(&server, "the delivery");
     if profile {
         server.signal(nix::sys::signal::Signal::SIGUSR2);
         let path = data_dir.join("profile-1.txt");
@@ -521,7 +529,7 @@ async fn bare_phase(payload: &Value, n: usize, per_connection: usize, cap: Durat
     let after = server.rss_kib();
     let trigger = format!("http://127.0.0.1:{port}/trigger");
     let body = payload.to_string();
-    let (server_cpu, own_cpu) = (server.cpu_ms(), cpu_ms("/proc/self/stat"));
+    let cpu = CpuMark::now(&server);
     let measured = clients
         .measure(n, cap, || {
             let (http, trigger, body) = (http.clone(), trigger.clone(), body.clone());
@@ -531,11 +539,7 @@ async fn bare_phase(payload: &Value, n: usize, per_connection: usize, cap: Durat
             }
         })
         .await;
-    println!(
-        "  CPU during the delivery: server {:.0} ms, load generator {:.0} ms",
-        server.cpu_ms() - server_cpu,
-        cpu_ms("/proc/self/stat") - own_cpu
-    );
+    cpu.print_since(&server, "the delivery");
     drop(clients);
     server.stop();
     let m = Measured {

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+mod cpu;
 mod db;
+pub use cpu::process_cpu_ms;
 pub use db::BenchDb;
 
 use futures_util::StreamExt;
@@ -127,17 +129,7 @@ pub fn load_average() -> String {
 /// CPU time used so far, in ms: by this process (the server and the load generator), and
 /// by the whole machine (user, nice, system, irq and softirq of every core).
 fn cpu_ms() -> (f64, f64) {
-    // Ticks of USER_HZ (100 a second on Linux): 10 ms each.
-    let own = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            // utime and stime: fields 14 and 15 of the line, the 12th and 13th after the
-            // command's closing parenthesis.
-            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-            Some((ticks(11)? + ticks(12)?) * 10.0)
-        })
-        .unwrap_or(0.0);
+    let own = process_cpu_ms("self");
     let machine = std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|stat| {
